@@ -1,0 +1,1 @@
+"""The producer side of phonebatch: models, input, validation, submission, reports, UIs."""

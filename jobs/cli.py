@@ -1,0 +1,417 @@
+"""The `phonebatch` command.
+
+Readable output for people, `--json` for scripts. Errors are one line on stderr
+(`--debug` shows the traceback). Exit codes: 0 done, 1 a batch had failures or a
+service could not be reached, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import redis
+import typer
+from rich.console import Console
+
+from config import Settings, load_settings
+from jobs.intake import Intake, parse_assignments, read_batch
+from jobs.models import PROVIDERS
+from jobs.producer import submit_batch
+from jobs.progress import watch
+from jobs.report import (
+    ITEM_HEADER,
+    item_line,
+    iso_time,
+    status_dict,
+    summary_line,
+    write_csv,
+    write_json,
+)
+from jobs.sources import InputError, detect_format
+from jobs.store import BatchStatus, ItemStatus, StoreUnavailable, iter_items
+from jobs.store_redis import RedisReportStore
+from jobs.urls import safe_url
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+app = typer.Typer(
+    name="phonebatch",
+    help="Bulk updates for Vapi phone numbers: validate, submit, watch, report.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state: dict[str, Any] = {"debug": False, "settings": None}
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def settings() -> Settings:
+    if _state["settings"] is None:
+        _state["settings"] = load_settings()
+    value: Settings = _state["settings"]
+    return value
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+# --- shared pieces ---------------------------------------------------------------------
+
+FileArg = Annotated[Path, typer.Argument(help="A CSV, JSON or JSONL batch file ('-' for stdin).")]
+ProviderOpt = Annotated[
+    str | None,
+    typer.Option("--provider", help=f"Provider for rows without one: {', '.join(PROVIDERS)}."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="FIELD=VALUE given to every row (a row's own value wins)."),
+]
+FormatOpt = Annotated[
+    str | None, typer.Option("--format", help="csv, json or jsonl (default: by extension).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@contextmanager
+def _open_input(path: Path) -> Any:
+    if str(path) == "-":
+        yield sys.stdin
+        return
+    try:
+        stream = path.open(encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a batch file") from None
+    with stream:
+        yield stream
+
+
+def _read(path: Path, fmt: str | None, provider: str | None, sets: list[str] | None) -> Intake:
+    if provider is not None and provider not in PROVIDERS:
+        raise InputError(f"--provider {provider!r}: use one of {', '.join(PROVIDERS)}")
+    overrides = parse_assignments(sets or [])
+    file_format = detect_format(path.name if str(path) != "-" else "", fmt)
+    with _open_input(path) as stream:
+        try:
+            return read_batch(stream, file_format, provider=provider, overrides=overrides)
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def _print_errors(intake: Intake, console: Console) -> None:
+    console.print(
+        f"[red]✗[/] {intake.bad_rows} of {intake.rows} rows are invalid; nothing was sent:"
+    )
+    for error in intake.errors:
+        console.print(f"  {error}", markup=False)
+    if intake.errors_not_listed:
+        console.print(f"  ... and {intake.errors_not_listed} more invalid rows not listed")
+
+
+def _errors_json(intake: Intake) -> dict[str, Any]:
+    return {
+        "valid": intake.ok,
+        "rows": intake.rows,
+        "invalid_rows": intake.bad_rows,
+        "errors": [e.as_dict() for e in intake.errors],
+    }
+
+
+def _store() -> RedisReportStore:
+    s = settings()
+    client = redis.Redis.from_url(s.redis_url, socket_connect_timeout=3)
+    store = RedisReportStore(client, retention_seconds=s.retention_seconds)
+    try:
+        store.ping()
+    except StoreUnavailable as exc:
+        raise CliError(
+            f"cannot reach Redis at {safe_url(s.redis_url)} ({exc}). Start one with "
+            "`docker compose up -d redis` or `redis-server`, or point REDIS_URL at yours."
+        ) from None
+    return store
+
+
+def _status(store: RedisReportStore, batch_id: str) -> BatchStatus:
+    status = store.status(batch_id)
+    if status is None:
+        raise CliError(
+            f"no batch {batch_id!r} (reports are kept "
+            f"{settings().report_retention_days:g} days; `phonebatch list` shows what there is)"
+        )
+    return status
+
+
+def _exit_code(status: BatchStatus) -> int:
+    c = status.counts
+    return EXIT_OK if c.failed == 0 and c.cancelled == 0 and c.pending == 0 else EXIT_FAILED
+
+
+def _print_status(status: BatchStatus) -> None:
+    out.print(f"[bold]Batch {status.batch_id}[/]  {status.name}  ({status.source})")
+    out.print(f"  state     {status.state.value}")
+    out.print(f"  progress  {summary_line(status)}")
+    out.print(f"  created   {iso_time(status.created_at)}")
+    if status.finished_at:
+        out.print(f"  finished  {iso_time(status.finished_at)}")
+    if status.parent_id:
+        out.print(f"  retry of  {status.parent_id}")
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    file: FileArg,
+    provider: ProviderOpt = None,
+    sets: SetOpt = None,
+    fmt: FormatOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check every row of a batch file. Needs no Redis and no API key."""
+    intake = _read(file, fmt, provider, sets)
+    if as_json:
+        out.print_json(data=_errors_json(intake))
+    elif intake.ok:
+        providers = Counter(json.loads(i.body)["provider"] for i in intake.items)
+        mix = ", ".join(f"{p} {n}" for p, n in sorted(providers.items()))
+        out.print(f"[green]✓[/] {intake.rows} rows, all valid ({mix})")
+    else:
+        _print_errors(intake, out)
+    raise typer.Exit(EXIT_OK if intake.ok else EXIT_INVALID)
+
+
+@app.command()
+def submit(
+    file: FileArg,
+    provider: ProviderOpt = None,
+    sets: SetOpt = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until the batch ends.")] = False,
+    as_json: JsonOpt = False,
+    name: Annotated[str | None, typer.Option("--name", help="A name for the batch.")] = None,
+    fmt: FormatOpt = None,
+) -> None:
+    """Validate a batch file whole, then queue one update per number."""
+    intake = _read(file, fmt, provider, sets)
+    if not intake.ok:
+        if as_json:
+            out.print_json(data=_errors_json(intake))
+        else:
+            _print_errors(intake, err)
+        raise typer.Exit(EXIT_INVALID)
+    store = _store()
+    batch_id = submit_batch(
+        intake.items,
+        store=store,
+        broker=store.client,
+        queue=settings().queue,
+        name=name or file.name,
+        source="cli",
+    )
+    if not wait:
+        if as_json:
+            out.print_json(data={"batch_id": batch_id})
+        else:
+            out.print(f"Batch {batch_id} queued: {len(intake.items)} numbers.")
+            out.print(f"Follow it with: phonebatch status {batch_id}")
+        return
+    err.print(f"Batch {batch_id} queued: {len(intake.items)} numbers.")
+    final = watch(store, batch_id, console=err)
+    if as_json:
+        out.print_json(data=status_dict(final))
+    else:
+        out.print(f"Batch {batch_id} {final.state.value}: {summary_line(final)}")
+        _print_failures(store, final)
+    raise typer.Exit(_exit_code(final))
+
+
+def _print_failures(store: RedisReportStore, status: BatchStatus, limit: int = 20) -> None:
+    if not status.counts.failed:
+        return
+    out.print("Failed:")
+    failed = iter_items(store, status.batch_id, status.counts.total, only=frozenset({ItemStatus.FAILED}))
+    for n, record in enumerate(failed):
+        if n == limit:
+            out.print(f"  ... see all with: phonebatch report {status.batch_id} --only failed")
+            break
+        out.print(f"  row {record.row} ({record.number_id}): {record.error}", markup=False)
+
+
+@app.command()
+def status(batch_id: str, as_json: JsonOpt = False) -> None:
+    """A batch's state and counts."""
+    current = _status(_store(), batch_id)
+    if as_json:
+        out.print_json(data=status_dict(current))
+    else:
+        _print_status(current)
+
+
+@app.command()
+def report(
+    batch_id: str,
+    fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Only items with this status (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")
+    ] = None,
+) -> None:
+    """Every item of a batch: table, JSON or CSV, written as a stream."""
+    if fmt not in ("table", "json", "csv"):
+        raise CliError(f"--format {fmt!r}: use table, json or csv", EXIT_INVALID)
+    wanted = _statuses(only)
+    store = _store()
+    current = _status(store, batch_id)
+    items = iter_items(store, batch_id, current.counts.total, only=wanted)
+    if output is None:
+        _write_report(fmt, current, items, sys.stdout)
+        return
+    with output.open("w", encoding="utf-8", newline="") as stream:
+        _write_report(fmt, current, items, stream)
+    err.print(f"Report written to {output}")
+
+
+def _statuses(only: list[str] | None) -> frozenset[ItemStatus] | None:
+    if not only:
+        return None
+    try:
+        return frozenset(ItemStatus(s) for s in only)
+    except ValueError:
+        allowed = ", ".join(s.value for s in ItemStatus)
+        raise CliError(f"--only {only!r}: use {allowed}", EXIT_INVALID) from None
+
+
+def _write_report(fmt: str, current: BatchStatus, items: Any, stream: TextIO) -> None:
+    if fmt == "json":
+        write_json(current, items, stream)
+    elif fmt == "csv":
+        write_csv(items, stream)
+    else:
+        stream.write(f"Batch {current.batch_id} {current.state.value}: {summary_line(current)}\n")
+        stream.write(ITEM_HEADER + "\n")
+        for record in items:
+            stream.write(item_line(record) + "\n")
+
+
+@app.command("list")
+def list_batches(
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recent batches, newest first."""
+    batches = _store().list_batches(0, limit)
+    if as_json:
+        out.print_json(data=[status_dict(b) for b in batches])
+        return
+    if not batches:
+        out.print("No batches yet.")
+        return
+    for b in batches:
+        out.print(
+            f"{b.batch_id}  {b.state.value:<9}  {iso_time(b.created_at)}  "
+            f"{b.source:<12} {b.name}  —  {summary_line(b)}",
+            markup=False,
+        )
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Requests in flight in this process.")
+    ] = 8,
+    pool: Annotated[str, typer.Option("--pool", help="Celery pool.")] = "threads",
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
+) -> None:
+    """Start a worker. Other options go to `celery worker` as they are."""
+    if settings().vapi_api_key is None:
+        raise CliError("VAPI_API_KEY is not set: a worker needs it to call the Vapi API", EXIT_INVALID)
+    from worker.app import app as celery_app
+
+    argv = [
+        "worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}",
+        f"--queues={settings().queue}", *ctx.args,
+    ]  # fmt: skip
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def simulator(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
+    numbers: Annotated[int, typer.Option(help="How many numbers to generate.")] = 200,
+    seed: Annotated[int, typer.Option(help="Seed for generated ids and randomness.")] = 0,
+    numbers_file: Annotated[
+        Path | None, typer.Option(help="A JSON list of phone-number objects to start with.")
+    ] = None,
+    api_key: Annotated[str, typer.Option(help="The key the simulator accepts.")] = "sim-key",
+    latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
+) -> None:
+    """Run the local Vapi simulator (never the real API)."""
+    from simulator.app import SimulatorConfig, serve
+    from simulator.state import SimulatorState, generate_numbers
+
+    state = SimulatorState()
+    if numbers_file is not None:
+        state.load(json.loads(numbers_file.read_text("utf-8")))
+    else:
+        state.load(generate_numbers(numbers, seed))
+    err.print(f"Vapi simulator on http://{host}:{port} with {len(state.numbers)} numbers")
+    serve(SimulatorConfig(api_key=api_key, latency_ms=latency_ms, seed=seed), state, host, port)
+
+
+@app.command()
+def demo(
+    numbers: Annotated[int, typer.Option(help="How many numbers to move.")] = 200,
+) -> None:
+    """Run the whole pipeline locally: simulator, worker, a 200-number batch."""
+    from jobs.demo import run_demo
+
+    raise typer.Exit(run_demo(settings(), numbers=numbers, out=out, err=err))
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as exc:
+        _fail(str(exc), EXIT_INVALID, exc)
+    except CliError as exc:
+        _fail(str(exc), exc.code, exc)
+    except redis.ConnectionError as exc:
+        _fail(f"lost the connection to Redis at {safe_url(settings().redis_url)}: {exc}", 1, exc)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, None)
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        _fail(f"unexpected error: {exc!r} (run with --debug for the traceback)", 1, exc)
+
+
+def _fail(message: str, code: int, exc: BaseException | None) -> None:
+    if _state["debug"] and exc is not None:
+        raise exc
+    err.print(f"phonebatch: {message}", markup=False)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

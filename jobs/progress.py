@@ -1,0 +1,62 @@
+"""Live progress of a batch, polled from the report store until the batch ends."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from jobs.report import summary_line
+from jobs.store import BatchStatus, ReportStore
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        return Text(f"{speed:,.0f}/s" if speed else "  -/s", style="cyan")
+
+
+def watch(
+    store: ReportStore, batch_id: str, *, console: Console, interval: float = 0.25
+) -> BatchStatus:
+    """Draw a progress bar until the batch is completed or cancelled; return its status."""
+    current = store.status(batch_id)
+    if current is None:
+        raise LookupError(f"no batch {batch_id}")
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[counts]}"),
+        console=console,
+        transient=False,
+    )
+    total = current.counts.total
+    try:
+        with progress:
+            task = progress.add_task(batch_id, total=total, counts="")
+            while True:
+                done = total - current.counts.pending
+                progress.update(task, completed=done, counts=summary_line(current))
+                if current.done:
+                    return current
+                time.sleep(interval)
+                current = store.status(batch_id) or current
+    except KeyboardInterrupt:
+        console.print(
+            f"Stopped watching; the batch goes on. See it with: phonebatch status {batch_id}"
+        )
+        raise

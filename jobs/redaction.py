@@ -1,0 +1,27 @@
+"""Secret body fields never reach a report or a log line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+REDACTED = "***"
+
+# Top-level fields that hold credentials.
+_SECRET_FIELDS = frozenset({"twilioAuthToken", "twilioApiSecret"})
+# Objects whose every value may be a credential (an Authorization header, a SIP token).
+_SECRET_MAPS = frozenset({"headers", "sipHeaders"})
+
+
+def redact(body: Any, *, parent: str | None = None) -> Any:
+    """A copy of a request body with every secret value replaced by `***`."""
+    if isinstance(body, list):
+        return [redact(item, parent=parent) for item in body]
+    if not isinstance(body, dict):
+        return body
+    if parent in _SECRET_MAPS:
+        return {key: REDACTED for key in body}
+    cleaned: dict[str, Any] = {}
+    for key, value in body.items():
+        secret = key in _SECRET_FIELDS or (parent == "authentication" and key == "password")
+        cleaned[key] = REDACTED if secret else redact(value, parent=key)
+    return cleaned

@@ -1,0 +1,93 @@
+"""Reports built from the store's records: JSON and CSV written as streams, and the
+plain-text forms people read. Pure: records in, text out.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from jobs.store import BatchStatus, ItemRecord
+
+CSV_COLUMNS = ("row", "id", "status", "http_status", "attempts", "error", "sent")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def item_dict(record: ItemRecord) -> dict[str, Any]:
+    return {
+        "row": record.row,
+        "id": record.number_id,
+        "status": record.status.value,
+        "http_status": record.http_status,
+        "attempts": record.attempts,
+        "error": record.error,
+        "sent": record.sent,
+    }
+
+
+def status_dict(status: BatchStatus) -> dict[str, Any]:
+    return {
+        "batch_id": status.batch_id,
+        "name": status.name,
+        "source": status.source,
+        "state": status.state.value,
+        "counts": status.counts.as_dict(),
+        "created_at": iso_time(status.created_at),
+        "started_at": iso_time(status.started_at),
+        "finished_at": iso_time(status.finished_at),
+        "parent_id": status.parent_id,
+    }
+
+
+def iso_time(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def write_json(status: BatchStatus, items: Iterable[ItemRecord], out: TextIO) -> None:
+    """The report JSON, item by item: memory holds one item at a time."""
+    head = json.dumps(status_dict(status))
+    out.write(head[:-1] + ', "items": [')
+    for n, record in enumerate(items):
+        out.write(("\n  " if n == 0 else ",\n  ") + json.dumps(item_dict(record)))
+    out.write("\n]}\n")
+
+
+def neutralize(cell: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, made inert with a leading `'`."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+def write_csv(items: Iterable[ItemRecord], out: TextIO) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for record in items:
+        data = item_dict(record)
+        data["sent"] = json.dumps(data["sent"]) if data["sent"] is not None else ""
+        writer.writerow(neutralize("" if data[c] is None else data[c]) for c in CSV_COLUMNS)
+
+
+def summary_line(status: BatchStatus) -> str:
+    c = status.counts
+    parts = [f"{c.succeeded} succeeded", f"{c.failed} failed"]
+    optional = ((c.skipped, "skipped"), (c.cancelled, "cancelled"), (c.pending, "pending"))
+    parts += [f"{n} {label}" for n, label in optional if n]
+    return f"{c.total} numbers: " + ", ".join(parts)
+
+
+def item_line(record: ItemRecord) -> str:
+    http = str(record.http_status) if record.http_status is not None else "-"
+    error = f"  {record.error}" if record.error else ""
+    return (
+        f"{record.row:>7}  {record.number_id:<38} {record.status.value:<10} "
+        f"{http:>4} {record.attempts:>3}{error}"
+    )
+
+
+ITEM_HEADER = f"{'row':>7}  {'id':<38} {'status':<10} {'http':>4} {'try':>3}  error"

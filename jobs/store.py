@@ -1,0 +1,201 @@
+"""The report store: what a batch is, what happened to each of its items.
+
+`ReportStore` is the interface; `jobs.store_redis` is the real backend and
+`jobs.store_memory` an in-memory one with the same behaviour (both pass
+`tests/test_store_contract.py`). Recording an outcome is idempotent: an item moves out of
+`pending` once, and the counters move only when it does.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class BatchState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class ItemStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+FINAL_STATUSES = frozenset(ItemStatus) - {ItemStatus.PENDING}
+COUNTED = ("pending", "succeeded", "failed", "skipped", "cancelled")
+
+
+def new_batch_id(now: datetime | None = None) -> str:
+    """Readable and sortable: `20261127-193400-3fa9c1`."""
+    moment = now or datetime.now(UTC)
+    return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    batch_id: str
+    name: str
+    source: str  # cli | api | schedule:NAME
+    total: int
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemSeed:
+    """A pending item as the producer creates it."""
+
+    index: int
+    row: int
+    number_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int = 0
+    pending: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStatus:
+    batch_id: str
+    name: str
+    source: str
+    state: BatchState
+    counts: Counts
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    parent_id: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in (BatchState.COMPLETED, BatchState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a worker learned about one item."""
+
+    status: ItemStatus
+    http_status: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    sent: dict[str, Any] | None = None  # the body as sent, secrets redacted
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    index: int
+    row: int
+    number_id: str
+    status: ItemStatus = ItemStatus.PENDING
+    http_status: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    sent: dict[str, Any] | None = None
+    finished_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        """The stored form: short keys would save little; plain names keep it debuggable."""
+        data: dict[str, Any] = {"row": self.row, "id": self.number_id, "status": self.status}
+        if self.status is not ItemStatus.PENDING:
+            data |= {
+                "http_status": self.http_status,
+                "attempts": self.attempts,
+                "error": self.error,
+                "sent": self.sent,
+                "finished_at": self.finished_at,
+            }
+        return json.dumps(data | self.extra, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, index: int, text: str | bytes) -> ItemRecord:
+        data = json.loads(text)
+        known = {"row", "id", "status", "http_status", "attempts", "error", "sent", "finished_at"}
+        return cls(
+            index=index,
+            row=data["row"],
+            number_id=data["id"],
+            status=ItemStatus(data["status"]),
+            http_status=data.get("http_status"),
+            attempts=data.get("attempts", 0),
+            error=data.get("error"),
+            sent=data.get("sent"),
+            finished_at=data.get("finished_at"),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+    def with_outcome(self, outcome: Outcome, finished_at: float) -> ItemRecord:
+        return ItemRecord(
+            index=self.index,
+            row=self.row,
+            number_id=self.number_id,
+            status=outcome.status,
+            http_status=outcome.http_status,
+            attempts=outcome.attempts,
+            error=outcome.error,
+            sent=outcome.sent,
+            finished_at=finished_at,
+        )
+
+
+class StoreUnavailable(Exception):
+    """The store's server cannot be reached; the message says where we looked."""
+
+
+class ReportStore(Protocol):
+    def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
+        """Write the batch record and one pending record per item."""
+        ...
+
+    def status(self, batch_id: str) -> BatchStatus | None:
+        """The batch's state and counters, in constant time."""
+        ...
+
+    def record_outcome(self, batch_id: str, item: ItemRecord) -> bool:
+        """Store a final outcome; False if the item already had one (nothing changes)."""
+        ...
+
+    def item(self, batch_id: str, index: int) -> ItemRecord | None: ...
+
+    def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
+        """Items `start` .. `start + limit - 1`, in the batch's order."""
+        ...
+
+    def list_batches(self, offset: int = 0, limit: int = 50) -> list[BatchStatus]:
+        """Batches newest first."""
+        ...
+
+
+def iter_items(
+    store: ReportStore,
+    batch_id: str,
+    total: int,
+    *,
+    page: int = 1000,
+    only: frozenset[ItemStatus] | None = None,
+) -> Iterator[ItemRecord]:
+    """Every item of a batch, a page at a time: memory holds one page, whatever the size."""
+    for start in range(0, total, page):
+        for record in store.items(batch_id, start, page):
+            if only is None or record.status in only:
+                yield record

@@ -1,0 +1,35 @@
+"""The Celery app: Redis broker, no result backend (the report store holds outcomes).
+
+`celery -A worker.app worker` and `phonebatch worker` both load this module; it builds
+the settings once, here at the worker's entry point.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from config import Settings, load_settings
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("phonebatch", broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        enable_utc=True,
+    )
+    app.conf.phonebatch_settings = settings
+    return app
+
+
+app = create_app(load_settings())

@@ -1,0 +1,107 @@
+"""Why a request to the Vapi API did not succeed, and whether trying again can help.
+
+    DeliveryError
+    ├── TransientError      the API or the network had a bad moment: try again later
+    │   ├── RateLimited     429 (may carry Retry-After)
+    │   ├── ServerError     408, 500, 502, 503, 504
+    │   └── NetworkError    timeouts, refused or dropped connections
+    └── PermanentError      the same request will fail the same way
+        ├── AuthError       401, 403: the key is wrong for every number
+        └── RejectedError   any other 4xx: 400 bad body, 404 unknown number, 409, 422
+
+httpx exceptions and error responses are translated here, at the boundary, and
+`is_retryable` is the one place that decides.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.attempts = 0  # set by the retry policy that gave up
+
+
+class TransientError(DeliveryError):
+    pass
+
+
+class RateLimited(TransientError):
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, http_status=429)
+        self.retry_after = retry_after
+
+
+class ServerError(TransientError):
+    pass
+
+
+class NetworkError(TransientError):
+    pass
+
+
+class PermanentError(DeliveryError):
+    pass
+
+
+class AuthError(PermanentError):
+    pass
+
+
+class RejectedError(PermanentError):
+    pass
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, TransientError)
+
+
+def api_error_message(payload: Any, fallback: str) -> str:
+    """The API's own words: `{"message": str | [str], "error": str, "statusCode": n}`."""
+    if isinstance(payload, dict):
+        message = payload.get("message")
+        if isinstance(message, list) and message:
+            return "; ".join(str(m) for m in message)
+        if isinstance(message, str) and message:
+            return message
+        if isinstance(payload.get("error"), str):
+            return str(payload["error"])
+    return fallback
+
+
+def _payload(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def error_for_response(response: httpx.Response) -> DeliveryError:
+    """The error an unsuccessful response stands for."""
+    status = response.status_code
+    reason = response.reason_phrase or "error"
+    message = api_error_message(_payload(response), f"HTTP {status} {reason}")
+    if status == 429:
+        return RateLimited(message)
+    if status in TRANSIENT_STATUSES or status >= 500:
+        return ServerError(message, http_status=status)
+    if status in (401, 403):
+        return AuthError(message, http_status=status)
+    return RejectedError(message, http_status=status)
+
+
+def error_for_exception(exc: httpx.HTTPError) -> DeliveryError:
+    """The error a failed exchange stands for (no response, or a broken one)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return NetworkError(f"timed out: {type(exc).__name__}")
+    if isinstance(exc, httpx.TransportError):
+        return NetworkError(f"connection failed: {exc or type(exc).__name__}")
+    return NetworkError(f"request failed: {exc or type(exc).__name__}")

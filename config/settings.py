@@ -28,9 +28,7 @@ class Settings(BaseSettings):
     vapi_base_url: str = Field(
         default="https://api.vapi.ai", validation_alias=_env("VAPI_BASE_URL")
     )
-    redis_url: str = Field(
-        default="redis://localhost:6379/0", validation_alias=_env("REDIS_URL")
-    )
+    redis_url: str = Field(default="redis://localhost:6379/0", validation_alias=_env("REDIS_URL"))
     queue: str = Field(default="phonebatch", validation_alias=_env("PHONEBATCH_QUEUE"))
     report_retention_days: float = Field(
         default=30, gt=0, validation_alias=_env("PHONEBATCH_REPORT_RETENTION_DAYS")
@@ -44,9 +42,7 @@ class Settings(BaseSettings):
     write_timeout: float = Field(
         default=10.0, gt=0, validation_alias=_env("PHONEBATCH_WRITE_TIMEOUT")
     )
-    pool_timeout: float = Field(
-        default=5.0, gt=0, validation_alias=_env("PHONEBATCH_POOL_TIMEOUT")
-    )
+    pool_timeout: float = Field(default=5.0, gt=0, validation_alias=_env("PHONEBATCH_POOL_TIMEOUT"))
     max_connections: int = Field(
         default=64, gt=0, validation_alias=_env("PHONEBATCH_MAX_CONNECTIONS")
     )

@@ -25,8 +25,8 @@ from jobs.producer import submit_batch
 from jobs.progress import watch
 from jobs.report import (
     ITEM_HEADER,
-    item_line,
     iso_time,
+    item_line,
     status_dict,
     summary_line,
     write_csv,
@@ -203,7 +203,9 @@ def submit(
     file: FileArg,
     provider: ProviderOpt = None,
     sets: SetOpt = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Show progress until the batch ends.")] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show progress until the batch ends.")
+    ] = False,
     as_json: JsonOpt = False,
     name: Annotated[str | None, typer.Option("--name", help="A name for the batch.")] = None,
     fmt: FormatOpt = None,
@@ -246,7 +248,9 @@ def _print_failures(store: RedisReportStore, status: BatchStatus, limit: int = 2
     if not status.counts.failed:
         return
     out.print("Failed:")
-    failed = iter_items(store, status.batch_id, status.counts.total, only=frozenset({ItemStatus.FAILED}))
+    failed = iter_items(
+        store, status.batch_id, status.counts.total, only=frozenset({ItemStatus.FAILED})
+    )
     for n, record in enumerate(failed):
         if n == limit:
             out.print(f"  ... see all with: phonebatch report {status.batch_id} --only failed")
@@ -346,7 +350,9 @@ def worker(
 ) -> None:
     """Start a worker. Other options go to `celery worker` as they are."""
     if settings().vapi_api_key is None:
-        raise CliError("VAPI_API_KEY is not set: a worker needs it to call the Vapi API", EXIT_INVALID)
+        raise CliError(
+            "VAPI_API_KEY is not set: a worker needs it to call the Vapi API", EXIT_INVALID
+        )
     from worker.app import app as celery_app
 
     argv = [

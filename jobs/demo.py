@@ -53,7 +53,7 @@ def run_demo(settings: Settings, *, numbers: int, out: Console, err: Console) ->
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="phonebatch-demo-") as tmp:
         workdir = Path(tmp)
         processes: list[subprocess.Popen[bytes]] = []
-        stack.callback(lambda: [stop(p) for p in reversed(processes)])
+        stack.callback(_stop_all, processes)
         try:
             redis_url = _redis(settings, workdir, processes, err)
         except ServiceError as exc:
@@ -62,7 +62,9 @@ def run_demo(settings: Settings, *, numbers: int, out: Console, err: Console) ->
         sim_port, api_key = free_port(), secrets.token_hex(8)
         err.print(f"• simulator on 127.0.0.1:{sim_port} with {numbers} numbers")
         processes.append(
-            start_simulator(sim_port, numbers=numbers, seed=7, api_key=api_key, log=workdir / "sim.log")
+            start_simulator(
+                sim_port, numbers=numbers, seed=7, api_key=api_key, log=workdir / "sim.log"
+            )
         )
         queue = f"phonebatch-demo-{secrets.token_hex(4)}"
         env = {
@@ -91,11 +93,20 @@ def run_demo(settings: Settings, *, numbers: int, out: Console, err: Console) ->
         )  # fmt: skip
         err.print(f"• submitted batch {batch_id}")
         final = watch(store, batch_id, console=err)
-        moved = sum(1 for n in httpx.get(f"{sim}/_sim/numbers").json() if n.get("assistantId") == NEW_ASSISTANT)
+        moved = sum(
+            1
+            for n in httpx.get(f"{sim}/_sim/numbers").json()
+            if n.get("assistantId") == NEW_ASSISTANT
+        )
         out.print(f"Batch {batch_id} {final.state.value}: {summary_line(final)}")
         out.print(f"The simulator now has {moved} of {numbers} numbers on {NEW_ASSISTANT}.")
         out.print("Everything the demo started is being stopped.")
         return 0 if final.counts.succeeded == numbers else 1
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in reversed(processes):
+        stop(process)
 
 
 def _redis(
@@ -105,6 +116,8 @@ def _redis(
         err.print(f"• Redis at {safe_url(settings.redis_url)}")
         return settings.redis_url
     port = free_port()
-    err.print(f"• no Redis at {safe_url(settings.redis_url)}: starting a private one on port {port}")
+    err.print(
+        f"• no Redis at {safe_url(settings.redis_url)}: starting a private one on port {port}"
+    )
     processes.append(start_redis_server(port, workdir / "redis"))
     return f"redis://127.0.0.1:{port}/0"

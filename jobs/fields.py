@@ -8,9 +8,9 @@ to suggest the field a person probably meant.
 from __future__ import annotations
 
 import types
-from functools import cache
 from collections.abc import Sequence
 from enum import Enum
+from functools import cache
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, Tag

@@ -192,9 +192,7 @@ class SipDestination(ApiModel):
     description: str = unset()
 
 
-Destination: TypeAlias = Annotated[
-    NumberDestination | SipDestination, Field(discriminator="type")
-]
+Destination: TypeAlias = Annotated[NumberDestination | SipDestination, Field(discriminator="type")]
 
 
 class TransferHookAction(ApiModel):
@@ -207,9 +205,7 @@ class SayHookAction(ApiModel):
     exact: str
 
 
-HookAction: TypeAlias = Annotated[
-    TransferHookAction | SayHookAction, Field(discriminator="type")
-]
+HookAction: TypeAlias = Annotated[TransferHookAction | SayHookAction, Field(discriminator="type")]
 
 
 class CallRingingFilter(ApiModel):

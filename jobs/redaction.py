@@ -19,7 +19,7 @@ def redact(body: Any, *, parent: str | None = None) -> Any:
     if not isinstance(body, dict):
         return body
     if parent in _SECRET_MAPS:
-        return {key: REDACTED for key in body}
+        return dict.fromkeys(body, REDACTED)
     cleaned: dict[str, Any] = {}
     for key, value in body.items():
         secret = key in _SECRET_FIELDS or (parent == "authentication" and key == "password")

@@ -79,7 +79,9 @@ def stop(process: subprocess.Popen[bytes], *, timeout: float = 10.0) -> None:
         pass
 
 
-def start_redis_server(port: int, directory: Path, *, appendonly: bool = False) -> subprocess.Popen[bytes]:
+def start_redis_server(
+    port: int, directory: Path, *, appendonly: bool = False
+) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError(
@@ -92,7 +94,9 @@ def start_redis_server(port: int, directory: Path, *, appendonly: bool = False) 
         "--save", "", "--appendonly", "yes" if appendonly else "no",
     ]  # fmt: skip
     process = start(argv, log=directory / "redis.log")
-    wait_until(lambda: redis_answers(f"redis://127.0.0.1:{port}/0"), timeout=10, what="redis-server")
+    wait_until(
+        lambda: redis_answers(f"redis://127.0.0.1:{port}/0"), timeout=10, what="redis-server"
+    )
     return process
 
 
@@ -107,7 +111,9 @@ def start_simulator(
     ]  # fmt: skip
     process = start(argv, log=log)
     url = f"http://127.0.0.1:{port}/_sim/health"
-    wait_until(lambda: _http_ok(url) or process.poll() is not None, timeout=20, what="the simulator")
+    wait_until(
+        lambda: _http_ok(url) or process.poll() is not None, timeout=20, what="the simulator"
+    )
     if process.poll() is not None:
         raise ServiceError(f"the simulator exited at start (code {process.returncode})")
     return process

@@ -242,9 +242,7 @@ def read_json(stream: TextIO) -> Iterator[Defaults | RawRecord]:
     elif start == "{":
         yield from _read_json_object(reader)
     else:
-        raise InputError(
-            'a JSON batch is a list of objects or {"defaults": {...}, "items": [...]}'
-        )
+        raise InputError('a JSON batch is a list of objects or {"defaults": {...}, "items": [...]}')
     if reader.peek():
         raise reader.error("unexpected text after the end of the batch")
 
@@ -259,8 +257,7 @@ def _read_json_object(reader: _JsonStream) -> Iterator[Defaults | RawRecord]:
         key = reader.value()
         if not isinstance(key, str) or key not in _TOP_KEYS or key in seen:
             raise InputError(
-                f"unexpected key {key!r} in the batch object: "
-                'expected "defaults" and "items"'
+                f'unexpected key {key!r} in the batch object: expected "defaults" and "items"'
             )
         seen.add(key)
         reader.take(":")

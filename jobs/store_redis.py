@@ -18,6 +18,7 @@ from itertools import islice
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from jobs.store import (
     COUNTED,
@@ -114,7 +115,7 @@ class RedisReportStore:
             raise StoreUnavailable(str(exc)) from exc
 
     def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
-        meta = {
+        meta: dict[FieldT, EncodableT] = {
             "name": batch.name,
             "source": batch.source,
             "state": BatchState.QUEUED.value,
@@ -122,7 +123,8 @@ class RedisReportStore:
             "total": batch.total,
             "pending": batch.total,
             "parent_id": batch.parent_id or "",
-        } | {c: 0 for c in COUNTED if c != "pending"}
+        }
+        meta.update({c: 0 for c in COUNTED if c != "pending"})
         bkey, ikey = batch_key(batch.batch_id), items_key(batch.batch_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(bkey, mapping=meta)
@@ -131,14 +133,16 @@ class RedisReportStore:
         pipe.execute()
         seeds = iter(items)
         while chunk := list(islice(seeds, _CHUNK)):
-            mapping = {s.index: ItemRecord(s.index, s.row, s.number_id).encode() for s in chunk}
-            pipe.hset(ikey, mapping=mapping)  # type: ignore[arg-type]
+            mapping: dict[FieldT, EncodableT] = {
+                s.index: ItemRecord(s.index, s.row, s.number_id).encode() for s in chunk
+            }
+            pipe.hset(ikey, mapping=mapping)
             pipe.expire(ikey, self._retention)
             pipe.execute()
 
     def status(self, batch_id: str) -> BatchStatus | None:
         raw = self._redis.hgetall(batch_key(batch_id))
-        return decode_status(batch_id, raw) if raw else None  # type: ignore[arg-type]
+        return decode_status(batch_id, raw) if raw else None
 
     def record_outcome(self, batch_id: str, item: ItemRecord) -> bool:
         result = self._record(
@@ -149,17 +153,17 @@ class RedisReportStore:
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None:
         raw = self._redis.hget(items_key(batch_id), str(index))
-        return ItemRecord.decode(index, raw) if raw else None  # type: ignore[arg-type]
+        return ItemRecord.decode(index, raw) if raw else None
 
     def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
         indexes = list(range(max(start, 0), max(start, 0) + max(limit, 0)))
         if not indexes:
             return []
-        raws = self._redis.hmget(items_key(batch_id), indexes)  # type: ignore[arg-type]
-        return [ItemRecord.decode(i, r) for i, r in zip(indexes, raws, strict=True) if r]  # type: ignore[arg-type]
+        raws = self._redis.hmget(items_key(batch_id), indexes)
+        return [ItemRecord.decode(i, r) for i, r in zip(indexes, raws, strict=True) if r]
 
     def list_batches(self, offset: int = 0, limit: int = 50) -> list[BatchStatus]:
-        ids = [_text(i) for i in self._redis.zrevrange(BATCHES_KEY, offset, offset + limit - 1)]  # type: ignore[union-attr]
+        ids = [_text(i) for i in self._redis.zrevrange(BATCHES_KEY, offset, offset + limit - 1)]
         pipe = self._redis.pipeline(transaction=False)
         for batch_id in ids:
             pipe.hgetall(batch_key(batch_id))

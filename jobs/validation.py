@@ -114,7 +114,9 @@ class RowValidator:
             errors.extend(_row_errors(record.row, model, provider, exc, columns))
         if errors or number_id is None:
             return errors
-        return BatchItem(record.row, number_id, json.dumps(dump_body(update), separators=(",", ":")))
+        return BatchItem(
+            record.row, number_id, json.dumps(dump_body(update), separators=(",", ":"))
+        )
 
     def _check_id(self, row: int, value: Any, errors: list[RowError]) -> str | None:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -143,9 +145,7 @@ class RowValidator:
             allowed = ", ".join(PROVIDERS)
             hint = _did_you_mean(str(provider), PROVIDERS)
             errors.append(
-                RowError(
-                    row, "provider", f"{_shown(provider)} is not a provider ({allowed}){hint}"
-                )
+                RowError(row, "provider", f"{_shown(provider)} is not a provider ({allowed}){hint}")
             )
             return None
         return str(provider)
@@ -236,8 +236,7 @@ def _unknown_field(model: type[BaseModel], provider: str, path: Sequence[PathPar
         owners = [p for p, m in UPDATE_MODELS.items() if p != provider and name in wire_fields(m)]
         if owners:
             return (
-                f"{name!r} is a field of {' and '.join(owners)} numbers, "
-                f"not of {provider} numbers"
+                f"{name!r} is a field of {' and '.join(owners)} numbers, not of {provider} numbers"
             )
     siblings = field_names(model, path[:-1])
     return f"unknown field {name!r}{_did_you_mean(name, siblings)}"

@@ -68,7 +68,9 @@ def _describe(error: ValidationError) -> str:
         error = best_match(error.context)
     where = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        schema: Any = error.schema
+        instance: Any = error.instance
+        extra = sorted(set(instance) - set(schema.get("properties", {})))
         prefix = f"{where}." if where else ""
         return "; ".join(f"property {prefix}{name} should not exist" for name in extra)
     return f"{where or 'body'}: {error.message}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from typing import Any
 
 UPDATE_TASK = "phonebatch.update_phone_number"
 _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
@@ -24,8 +25,8 @@ def task_message(
     validated and dumped once at intake is spliced in as it is. `argsrepr` is what
     monitoring tools show instead of the arguments: never a secret.
     """
-    body = f'[{args_json},{{}},{_EMBED}]'
-    headers = {
+    body = f"[{args_json},{{}},{_EMBED}]"
+    headers: dict[str, Any] = {
         "lang": "py",
         "task": task_name,
         "id": task_id,

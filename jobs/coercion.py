@@ -1,8 +1,9 @@
 """Turn a row's flat values into the nested, typed body the models validate.
 
 Dotted names build nested objects (`server.url`), text is coerced by the field's schema
-type (`"true"` -> true, `"20"` -> 20, a JSON cell for objects and lists), and text that
-does not fit is left as it is so that validation names the problem.
+type (`"true"` -> true, `"20"` -> 20, a JSON cell for objects and lists; a message is its
+text, or a JSON object if it starts with `{`), and text that does not fit is left as it is
+so that validation names the problem.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from jobs.fields import Kind, field_kind
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
 _INT = re.compile(r"[+-]?\d+")
+# Plain decimal notation only: Python's float() would also take "1_000" and "infinity".
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,9 @@ def coerce_text(kind: Kind, text: str) -> Any:
         return text
     if kind is Kind.NUMBER:
         return _number(stripped, text)
-    if kind is Kind.JSON:
+    if kind is Kind.TEXT_OR_JSON and not stripped.startswith("{"):
+        return text
+    if kind in (Kind.JSON, Kind.TEXT_OR_JSON):
         try:
             return json.loads(stripped)
         except json.JSONDecodeError as exc:
@@ -56,10 +61,9 @@ def coerce_text(kind: Kind, text: str) -> Any:
 def _number(stripped: str, text: str) -> Any:
     if _INT.fullmatch(stripped):
         return int(stripped)
-    try:
-        value = float(stripped)
-    except ValueError:
+    if not _FLOAT.fullmatch(stripped):
         return text
+    value = float(stripped)
     return value if math.isfinite(value) else text
 
 

@@ -27,6 +27,7 @@ class Kind(Enum):
     BOOL = "bool"
     NUMBER = "number"
     JSON = "json"  # an object or a list, written as JSON
+    TEXT_OR_JSON = "text-or-json"  # text, or an object written as JSON (a message)
     UNKNOWN = "unknown"  # no such field: the validator names it
 
 
@@ -80,6 +81,8 @@ def _leaf_kind(tp: Any) -> Kind:
         return Kind.NUMBER
     if tp is str or get_origin(tp) is Literal or tp is Any:
         return Kind.TEXT
+    if _is_union(tp) and any(_unwrap(member)[0] is str for member in get_args(tp)):
+        return Kind.TEXT_OR_JSON
     return Kind.JSON
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -16,6 +17,8 @@ from pathlib import PurePath
 from typing import Any, TextIO
 
 _CHUNK = 1 << 16
+# What may still follow a number's text at the window's edge: `12` | `.5`, `1e` | `+3`.
+_NUMBER_GOES_ON = re.compile(r"[0-9.eE+-]*\Z")
 
 
 class Format(Enum):
@@ -104,6 +107,7 @@ def _header(cells: list[str]) -> list[str]:
 
 def read_csv(stream: TextIO) -> Iterator[RawRecord]:
     reader = csv.reader(stream, strict=True)
+    row = 0  # the last row read; a quoted cell may span lines, so not reader.line_num
     try:
         first = next(reader, None)
         if first is None:
@@ -114,16 +118,17 @@ def read_csv(stream: TextIO) -> Iterator[RawRecord]:
             row += 1
             if not any(c.strip() for c in cells):
                 continue  # a blank line still counts as a row, as in a spreadsheet
-            if len(cells) > len(names):
+            if len(cells) > len(names) and any(c.strip() for c in cells[len(names) :]):
                 yield RawRecord(
                     row,
                     problem=f"the row has {len(cells)} cells but the header has {len(names)}",
                 )
                 continue
-            values = {name: cell for name, cell in zip(names, cells, strict=False) if cell}
+            # A cell of only spaces is as empty as an empty one: "leave unchanged".
+            values = {n: cell for n, cell in zip(names, cells, strict=False) if cell.strip()}
             yield RawRecord(row, values, textual=True)
     except csv.Error as exc:
-        raise InputError(f"the CSV cannot be read: {exc}", row=reader.line_num) from None
+        raise InputError(f"the CSV cannot be read: {exc}", row=row + 1) from None
 
 
 # --- JSONL ------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ def read_jsonl(stream: TextIO) -> Iterator[RawRecord]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = json.loads(line.rstrip("\r\n"))  # a cut line's error stays on its line
         except json.JSONDecodeError as exc:
             yield RawRecord(line_number, problem=f"not valid JSON: {exc.msg} (column {exc.colno})")
             continue
@@ -149,9 +154,13 @@ def _item_record(row: int, value: Any) -> RawRecord:
 
 
 def _json_kind(python_name: str) -> str:
-    return {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}.get(
-        python_name, python_name
-    )
+    return {
+        "list": "a list",
+        "str": "a string",
+        "int": "a number",
+        "float": "a number",
+        "bool": "true or false",
+    }.get(python_name, python_name)
 
 
 # --- JSON -------------------------------------------------------------------------------
@@ -204,7 +213,7 @@ class _JsonStream:
                 if self._fill():
                     continue
                 raise self.error(exc.msg, exc.pos) from None
-            if end == len(self._buf) and self._fill():
+            if _NUMBER_GOES_ON.match(self._buf, end) and self._fill():
                 continue  # a number at the window's edge may go on in the next chunk
             self._pos = end
             return value

@@ -19,7 +19,7 @@ from pydantic_core import ErrorDetails
 from jobs.coercion import CellProblem, merge, nest
 from jobs.fields import PathPart, field_names, format_path, readable_path
 from jobs.models import PROVIDERS, UPDATE_MODELS, dump_body, wire_fields
-from jobs.sources import RawRecord
+from jobs.sources import InputError, RawRecord
 
 _QUOTED = re.compile(r"'([^']*)'")
 _MAX_LISTED = 8
@@ -86,6 +86,8 @@ class RowValidator:
         self._seen: dict[str, int] = {}
 
     def set_defaults(self, defaults: Mapping[str, Any]) -> None:
+        if "id" in defaults:
+            raise InputError('"defaults" cannot hold an id: every item needs its own')
         self._defaults = dict(defaults)
         self._base_cache.clear()
 
@@ -110,8 +112,8 @@ class RowValidator:
         try:
             update = model.model_validate(body)
         except ValidationError as exc:
-            columns = list(values) + list(self._overrides)
-            errors.extend(_row_errors(record.row, model, provider, exc, columns))
+            where = _Columns(list(values), list(self._overrides))
+            errors.extend(_row_errors(record.row, model, provider, exc, where))
         if errors or number_id is None:
             return errors
         return BatchItem(
@@ -134,14 +136,16 @@ class RowValidator:
         return number_id
 
     def _provider(self, row: int, value: Any, errors: list[RowError]) -> str | None:
-        provider = value if value is not None else self._defaults.get("provider")
+        # The row's own value, then --set, then the file's defaults, then --provider.
+        provider = value if value is not None else self._overrides.get("provider")
+        provider = provider if provider is not None else self._defaults.get("provider")
         provider = provider if provider is not None else self._default_provider
         if provider is None:
             errors.append(
                 RowError(row, "provider", "no provider: add a provider column or pass --provider")
             )
             return None
-        if provider not in UPDATE_MODELS:
+        if not isinstance(provider, str) or provider not in UPDATE_MODELS:
             allowed = ", ".join(PROVIDERS)
             hint = _did_you_mean(str(provider), PROVIDERS)
             errors.append(
@@ -169,12 +173,12 @@ def _row_errors(
     model: type[BaseModel],
     provider: str,
     exc: ValidationError,
-    columns: Sequence[str],
+    columns: _Columns,
 ) -> list[RowError]:
     errors = []
     for error in exc.errors(include_url=False):
         path = readable_path(model, error["loc"])
-        column, inner = _column_for(path, columns)
+        column, inner = columns.find(path)
         message = describe(model, provider, error, path)
         if inner:
             message = f"{format_path(path)}: {message}"
@@ -182,16 +186,24 @@ def _row_errors(
     return errors
 
 
-def _column_for(path: Sequence[PathPart], columns: Sequence[str]) -> tuple[str, bool]:
-    """The column a person wrote for this path, and whether the path goes deeper."""
-    for end in range(len(path), 0, -1):
-        prefix = path[:end]
-        if all(isinstance(p, str) for p in prefix):
-            dotted = ".".join(str(p) for p in prefix)
-            if dotted in columns:
-                return dotted, end < len(path)
-    full = format_path(path)
-    return full, False
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Where a row's values came from: its own columns, or `--set` flags."""
+
+    own: Sequence[str]
+    flags: Sequence[str]
+
+    def find(self, path: Sequence[PathPart]) -> tuple[str, bool]:
+        """The column a person wrote for this path, and whether the path goes deeper."""
+        for end in range(len(path), 0, -1):
+            prefix = path[:end]
+            if all(isinstance(p, str) for p in prefix):
+                dotted = ".".join(str(p) for p in prefix)
+                if dotted in self.own:
+                    return dotted, end < len(path)
+                if dotted in self.flags:
+                    return f"--set {dotted}", end < len(path)
+        return format_path(path), False
 
 
 def describe(

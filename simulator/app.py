@@ -94,6 +94,14 @@ class Simulator:
             return JSONResponse({"loaded": len(numbers)})
         return JSONResponse(list(self.state.numbers.values()))
 
+    async def sim_reset(self, request: Request) -> Response:
+        """Forget the request log; with a JSON list body, load those numbers too."""
+        self.state.requests.clear()
+        raw = await request.body()
+        if raw:
+            self.state.load(json.loads(raw))
+        return JSONResponse({"numbers": len(self.state.numbers)})
+
     async def sim_health(self, request: Request) -> Response:
         return JSONResponse({"ok": True, "numbers": len(self.state.numbers)})
 
@@ -106,6 +114,7 @@ def create_app(config: SimulatorConfig, state: SimulatorState) -> Starlette:
             Route("/phone-number/{id}", sim.get_number, methods=["GET"]),
             Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
             Route("/_sim/numbers", sim.sim_numbers, methods=["GET", "POST"]),
+            Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
             Route("/_sim/health", sim.sim_health, methods=["GET"]),
         ]
     )

@@ -1,0 +1,104 @@
+"""Shared fixtures: a private redis-server, the simulator and a Celery worker, all real.
+
+Redis missing: tests that need it are skipped locally and fail in CI (CI=true).
+Every process a fixture starts is stopped when its scope ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobs.services import free_port, redis_answers, start_redis_server, start_worker, stop
+from tests.helpers import Simulator, WorkerProcess
+
+IN_CI = os.environ.get("CI") == "true"
+API_KEY = "test-key-4f1c9a7e2b"
+QUEUE = "phonebatch-test"
+_OUR_ENV = ("VAPI_API_KEY", "VAPI_BASE_URL", "REDIS_URL")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name in _OUR_ENV or name.startswith("PHONEBATCH_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if shutil.which("redis-server"):
+        port = free_port()
+        process = start_redis_server(port, tmp_path_factory.mktemp("redis"))
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            stop(process)
+        return
+    url = os.environ.get("PHONEBATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    if redis_answers(url):
+        yield url
+        return
+    message = f"no redis-server binary and no Redis answering at {url}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def simulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    from jobs.services import start_simulator
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("sim") / "simulator.log"
+    process = start_simulator(port, numbers=0, seed=1, api_key=API_KEY, log=log)
+    try:
+        yield Simulator(f"http://127.0.0.1:{port}", log)
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def simulator(simulator_server: Simulator) -> Simulator:
+    simulator_server.reset([])
+    return simulator_server
+
+
+def worker_env(redis_url: str, simulator: Simulator, **extra: str) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "VAPI_BASE_URL": simulator.url,
+        "VAPI_API_KEY": API_KEY,
+        "PHONEBATCH_QUEUE": QUEUE,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def worker(
+    redis_url: str, simulator_server: Simulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = worker_env(redis_url, simulator_server)
+    process = start_worker(env=env, concurrency=8, log=log)
+    try:
+        yield WorkerProcess(process, Path(log))
+    finally:
+        stop(process)

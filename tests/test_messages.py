@@ -1,0 +1,56 @@
+"""Hand-built task messages are what Celery itself would put on the queue."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import redis
+
+from worker.messages import UPDATE_TASK, task_message, update_args
+
+
+def test_update_args_splice_the_body_unchanged() -> None:
+    args = json.loads(update_args("b-1", 3, 5, 'n"1', '{"provider":"vapi","name":"x"}'))
+    assert args == ["b-1", 3, 5, 'n"1', {"provider": "vapi", "name": "x"}]
+
+
+def test_the_message_matches_celerys_own(redis_client: redis.Redis, redis_url: str) -> None:
+    from config import load_settings
+    from worker.app import create_app
+
+    app = create_app(load_settings(redis_url=redis_url, queue="q-compare"))
+    args = ["b", 0, 2, "n1", {"provider": "vapi"}]
+    app.send_task(UPDATE_TASK, args=args, task_id="t-1", queue="q-compare", ignore_result=True)
+    celery_made = json.loads(redis_client.rpop("q-compare") or b"")
+    ours = json.loads(
+        task_message(
+            task_name=UPDATE_TASK, task_id="t-1", queue="q-compare", origin="o", argsrepr="r",
+            args_json=update_args("b", 0, 2, "n1", '{"provider":"vapi"}'),
+        )
+    )  # fmt: skip
+
+    def body(message: dict[str, object]) -> object:
+        return json.loads(base64.b64decode(str(message["body"])))
+
+    assert body(ours) == body(celery_made)
+    assert set(ours) == set(celery_made)
+    assert set(ours["headers"]) == set(celery_made["headers"])
+    varying = {"origin", "argsrepr"}
+    for key, value in celery_made["headers"].items():
+        if key not in varying:
+            assert ours["headers"][key] == value, key
+    assert set(ours["properties"]) == set(celery_made["properties"])
+    for key in ("correlation_id", "delivery_mode", "delivery_info", "priority", "body_encoding"):
+        assert ours["properties"][key] == celery_made["properties"][key], key
+
+
+def test_argsrepr_never_carries_the_body() -> None:
+    message = json.loads(
+        task_message(
+            task_name=UPDATE_TASK, task_id="t", queue="q", origin="o",
+            argsrepr="(batch=b, row=2, id=n1)",
+            args_json=update_args("b", 0, 2, "n1", '{"twilioAuthToken":"s3cret"}'),
+        )
+    )  # fmt: skip
+    assert "s3cret" not in json.dumps(message["headers"])

@@ -1,0 +1,157 @@
+"""The report store's contract, run against every backend (Redis and in-memory)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from jobs.store import (
+    BatchState,
+    ItemRecord,
+    ItemSeed,
+    ItemStatus,
+    NewBatch,
+    Outcome,
+    ReportStore,
+    iter_items,
+)
+from jobs.store_memory import MemoryReportStore
+from jobs.store_redis import RedisReportStore, batch_key, items_key
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[ReportStore]:
+    if request.param == "memory":
+        yield MemoryReportStore()
+        return
+    client: redis.Redis = request.getfixturevalue("redis_client")
+    yield RedisReportStore(client, retention_seconds=3600)
+
+
+def _create(store: ReportStore, batch_id: str = "b1", total: int = 3) -> None:
+    seeds = [ItemSeed(i, row=i + 2, number_id=f"n{i}") for i in range(total)]
+    store.create_batch(NewBatch(batch_id, name="t", source="cli", total=total), seeds)
+
+
+def _outcome(store: ReportStore, index: int, status: ItemStatus, batch_id: str = "b1") -> bool:
+    current = store.item(batch_id, index)
+    assert current is not None
+    record = current.with_outcome(Outcome(status, http_status=200, attempts=1), finished_at=1.0)
+    return store.record_outcome(batch_id, record)
+
+
+def test_a_new_batch_is_queued_with_every_item_pending(store: ReportStore) -> None:
+    _create(store)
+    status = store.status("b1")
+    assert status is not None
+    assert status.state is BatchState.QUEUED
+    assert status.counts.as_dict() == {
+        "total": 3, "pending": 3, "succeeded": 0, "failed": 0, "skipped": 0, "cancelled": 0,
+    }  # fmt: skip
+    assert [(r.row, r.number_id, r.status) for r in store.items("b1")] == [
+        (2, "n0", ItemStatus.PENDING), (3, "n1", ItemStatus.PENDING), (4, "n2", ItemStatus.PENDING),
+    ]  # fmt: skip
+
+
+def test_outcomes_move_counters_and_the_last_one_completes(store: ReportStore) -> None:
+    _create(store)
+    assert _outcome(store, 0, ItemStatus.SUCCEEDED)
+    running = store.status("b1")
+    assert running is not None and running.state is BatchState.RUNNING
+    assert running.started_at is not None
+    assert _outcome(store, 1, ItemStatus.FAILED)
+    assert _outcome(store, 2, ItemStatus.SKIPPED)
+    done = store.status("b1")
+    assert done is not None
+    assert done.state is BatchState.COMPLETED and done.finished_at is not None
+    c = done.counts
+    assert (c.pending, c.succeeded, c.failed, c.skipped) == (
+        0, 1, 1, 1,
+    )  # fmt: skip
+
+
+def test_recording_twice_counts_once(store: ReportStore) -> None:
+    _create(store)
+    assert _outcome(store, 1, ItemStatus.SUCCEEDED) is True
+    assert _outcome(store, 1, ItemStatus.FAILED) is False  # a second run changes nothing
+    status = store.status("b1")
+    assert status is not None
+    assert (status.counts.succeeded, status.counts.failed, status.counts.pending) == (1, 0, 2)
+    item = store.item("b1", 1)
+    assert item is not None and item.status is ItemStatus.SUCCEEDED
+
+
+def test_concurrent_recorders_of_one_item_count_it_once(store: ReportStore) -> None:
+    _create(store, total=1)
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def record() -> None:
+        barrier.wait()
+        results.append(_outcome(store, 0, ItemStatus.SUCCEEDED))
+
+    threads = [threading.Thread(target=record) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    status = store.status("b1")
+    assert (
+        status is not None and status.counts.succeeded == 1 and status.state is BatchState.COMPLETED
+    )
+
+
+def test_unknown_batch_and_item(store: ReportStore) -> None:
+    assert store.status("nope") is None
+    assert store.item("nope", 0) is None
+    _create(store)
+    record = ItemRecord(7, 9, "n7").with_outcome(Outcome(ItemStatus.SUCCEEDED), finished_at=1.0)
+    assert store.record_outcome("b1", record) is False
+
+
+def test_items_page_in_order_and_round_trip(store: ReportStore) -> None:
+    _create(store, total=25)
+    record = ItemRecord(4, 6, "n4").with_outcome(
+        Outcome(ItemStatus.FAILED, http_status=404, attempts=1, error="not found", sent={"a": 1}),
+        finished_at=12.5,
+    )
+    store.record_outcome("b1", record)
+    assert [r.index for r in store.items("b1", 10, 5)] == [10, 11, 12, 13, 14]
+    assert store.items("b1", 24, 10)[-1].index == 24
+    assert store.items("b1", 30, 10) == []
+    assert store.item("b1", 4) == record
+    failed = list(iter_items(store, "b1", 25, page=4, only=frozenset({ItemStatus.FAILED})))
+    assert failed == [record]
+    assert len(list(iter_items(store, "b1", 25, page=4))) == 25
+
+
+def test_list_is_newest_first(store: ReportStore) -> None:
+    for n in range(3):
+        _create(store, batch_id=f"b{n}", total=1)
+    assert [b.batch_id for b in store.list_batches()] == ["b2", "b1", "b0"]
+    assert [b.batch_id for b in store.list_batches(offset=1, limit=1)] == ["b1"]
+
+
+def test_redis_reports_expire_after_the_retention(redis_client: redis.Redis) -> None:
+    store = RedisReportStore(redis_client, retention_seconds=1000)
+    _create(store)
+    assert 990 < redis_client.ttl(batch_key("b1")) <= 1000
+    assert 990 < redis_client.ttl(items_key("b1")) <= 1000
+    redis_client.delete(batch_key("b1"), items_key("b1"))  # as expiry would
+    assert store.list_batches() == []
+    assert redis_client.zcard("phonebatch:batches") == 0  # the index forgets it too
+
+
+def test_redis_status_reads_one_hash_whatever_the_size(redis_client: redis.Redis) -> None:
+    store = RedisReportStore(redis_client, retention_seconds=1000)
+    _create(store, total=20_000)
+    before = redis_client.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0)
+    status = store.status("b1")
+    after = redis_client.info("commandstats")["cmdstat_hgetall"]["calls"]
+    assert status is not None and status.counts.total == 20_000
+    assert after - before == 1
+    assert redis_client.hlen(batch_key("b1")) < 20  # counters, not items

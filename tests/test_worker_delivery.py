@@ -1,0 +1,150 @@
+"""The worker's delivery of one item, with scripted HTTP answers and the in-memory store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from config import Settings
+from jobs.store import ItemSeed, ItemStatus, NewBatch
+from jobs.store_memory import MemoryReportStore
+from worker.delivery import SingleAttempt, WorkItem, deliver
+from worker.errors import (
+    AuthError,
+    NetworkError,
+    RateLimited,
+    RejectedError,
+    ServerError,
+    api_error_message,
+    is_retryable,
+)
+from worker.vapi import MissingApiKey, VapiApi, build_http_client
+
+Handler = Callable[[httpx.Request], httpx.Response]
+BODY = {"provider": "twilio", "assistantId": "asst_1", "twilioAuthToken": "tok"}
+
+
+def _settings(**overrides: object) -> Settings:
+    values: dict[str, object] = {"vapi_api_key": "k-123", "vapi_base_url": "http://vapi.test/"}
+    return Settings(_env_file=None, **(values | overrides))  # type: ignore[arg-type,call-arg]
+
+
+def _api(handler: Handler) -> VapiApi:
+    return VapiApi(build_http_client(_settings(), transport=httpx.MockTransport(handler)))
+
+
+def _store() -> MemoryReportStore:
+    store = MemoryReportStore()
+    store.create_batch(NewBatch("b", "t", "cli", total=1), [ItemSeed(0, 2, "num/1")])
+    return store
+
+
+ITEM = WorkItem("b", 0, 2, "num/1", BODY)
+
+
+def test_the_patch_goes_to_the_number_with_the_key_and_only_the_body() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"id": "num/1"})
+
+    store = _store()
+    record = deliver(ITEM, api=_api(handler), store=store, policy=SingleAttempt())
+
+    assert record is not None and record.status is ItemStatus.SUCCEEDED
+    (request,) = seen
+    assert request.method == "PATCH"
+    assert str(request.url) == "http://vapi.test/phone-number/num%2F1"
+    assert request.headers["authorization"] == "Bearer k-123"
+    assert request.headers["content-type"] == "application/json"
+    assert json.loads(request.content) == BODY
+    stored = store.item("b", 0)
+    assert stored is not None
+    assert (stored.http_status, stored.attempts, stored.error) == (200, 1, None)
+    assert stored.sent == {"provider": "twilio", "assistantId": "asst_1", "twilioAuthToken": "***"}
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "message"),
+    [
+        (400, {"message": ["property x should not exist", "y bad"], "error": "Bad Request",
+               "statusCode": 400},
+         "property x should not exist; y bad"),
+        (404, {"message": "Phone number not found", "error": "Not Found", "statusCode": 404},
+         "Phone number not found"),
+        (422, {"error": "Unprocessable", "statusCode": 422}, "Unprocessable"),
+        (409, None, "HTTP 409 Conflict"),
+    ],
+)  # fmt: skip
+def test_a_rejected_update_fails_with_the_apis_own_message(
+    status: int, payload: object, message: str
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if payload is None:
+            return httpx.Response(status, text="<html>")
+        return httpx.Response(status, json=payload)
+
+    store = _store()
+    record = deliver(ITEM, api=_api(handler), store=store, policy=SingleAttempt())
+
+    assert record is not None
+    assert (record.status, record.http_status, record.attempts, record.error) == (
+        ItemStatus.FAILED, status, 1, message,
+    )  # fmt: skip
+    counts = store.status("b")
+    assert counts is not None and counts.counts.failed == 1
+
+
+def test_an_item_with_an_outcome_is_not_sent_again() -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(200, json={})
+
+    store, api = _store(), _api(handler)
+    assert deliver(ITEM, api=api, store=store, policy=SingleAttempt()) is not None
+    assert deliver(ITEM, api=api, store=store, policy=SingleAttempt()) is None
+    assert len(calls) == 1
+
+
+def test_errors_are_classified_at_the_boundary() -> None:
+    answers = {
+        "/phone-number/a": httpx.Response(429, json={"message": "slow down"}),
+        "/phone-number/b": httpx.Response(503, json={"message": "busy"}),
+        "/phone-number/c": httpx.Response(401, json={"message": "Invalid Key"}),
+        "/phone-number/d": httpx.Response(404, json={"message": "nope"}),
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/phone-number/e":
+            raise httpx.ReadTimeout("slow", request=request)
+        if request.url.path == "/phone-number/f":
+            raise httpx.RemoteProtocolError("dropped", request=request)
+        return answers[request.url.path]
+
+    api = _api(handler)
+    expected = {"a": RateLimited, "b": ServerError, "c": AuthError, "d": RejectedError}
+    expected |= {"e": NetworkError, "f": NetworkError}
+    for number_id, kind in expected.items():
+        with pytest.raises(kind) as caught:
+            api.update_phone_number(number_id, "{}")
+        assert is_retryable(caught.value) is (kind in (RateLimited, ServerError, NetworkError))
+
+
+def test_timeouts_are_explicit_and_the_key_is_required() -> None:
+    client = build_http_client(_settings(connect_timeout=1.5, read_timeout=7))
+    assert client.timeout == httpx.Timeout(connect=1.5, read=7, write=10, pool=5)
+    with pytest.raises(MissingApiKey):
+        build_http_client(_settings(vapi_api_key=None))
+
+
+def test_api_error_message_shapes() -> None:
+    assert api_error_message({"message": ["a", "b"]}, "x") == "a; b"
+    assert api_error_message({"message": "m", "error": "e"}, "x") == "m"
+    assert api_error_message({"error": "e"}, "x") == "e"
+    assert api_error_message("text", "fallback") == "fallback"

@@ -47,6 +47,47 @@ class Settings(BaseSettings):
         default=64, gt=0, validation_alias=_env("PHONEBATCH_MAX_CONNECTIONS")
     )
 
+    # --- pace: one limit for every worker on every host together ---------------------
+    rate_limit: float = Field(
+        default=10.0, ge=0, validation_alias=_env("PHONEBATCH_RATE_LIMIT"),
+        description="requests per second for all workers together; 0 means no limit",
+    )  # fmt: skip
+    max_in_flight: int = Field(
+        default=0, ge=0, validation_alias=_env("PHONEBATCH_MAX_IN_FLIGHT"),
+        description="requests in flight for all workers together; 0 means no cap",
+    )  # fmt: skip
+    rate_headroom: float = Field(
+        default=0.98, gt=0, le=1, validation_alias=_env("PHONEBATCH_RATE_HEADROOM"),
+        description="pace at this share of the limit, so network jitter that bunches "
+        "requests up never puts a 1-second window over the limit",
+    )  # fmt: skip
+    rate_decrease: float = Field(
+        default=0.7, gt=0, lt=1, validation_alias=_env("PHONEBATCH_RATE_DECREASE")
+    )
+    rate_recovery_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=_env("PHONEBATCH_RATE_RECOVERY_SECONDS"),
+        description="seconds for a lowered rate to climb back by the whole limit",
+    )  # fmt: skip
+    # --- retries --------------------------------------------------------------------
+    max_attempts: int = Field(
+        default=6, ge=1, validation_alias=_env("PHONEBATCH_MAX_ATTEMPTS"),
+        description="attempts per item against 5xx, timeouts and dropped connections",
+    )  # fmt: skip
+    max_rate_limited_attempts: int = Field(
+        default=30, ge=1, validation_alias=_env("PHONEBATCH_MAX_RATE_LIMITED_ATTEMPTS"),
+        description="429 answers an item may get before it fails",
+    )  # fmt: skip
+    backoff_base: float = Field(default=0.5, gt=0, validation_alias=_env("PHONEBATCH_BACKOFF_BASE"))
+    backoff_cap: float = Field(default=30.0, gt=0, validation_alias=_env("PHONEBATCH_BACKOFF_CAP"))
+    inline_wait_limit: float = Field(
+        default=3.0, ge=0, validation_alias=_env("PHONEBATCH_INLINE_WAIT_LIMIT"),
+        description="longer waits hand the item back to the queue instead of holding a slot",
+    )  # fmt: skip
+    auth_failure_limit: int = Field(
+        default=3, ge=1, validation_alias=_env("PHONEBATCH_AUTH_FAILURE_LIMIT"),
+        description="401/403 answers after which a batch stops sending",
+    )  # fmt: skip
+
     @field_validator("vapi_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:

@@ -172,6 +172,8 @@ def _print_status(status: BatchStatus) -> None:
         out.print(f"  finished  {iso_time(status.finished_at)}")
     if status.parent_id:
         out.print(f"  retry of  {status.parent_id}")
+    if status.halted_reason:
+        out.print(f"  stopped   {status.halted_reason}", markup=False)
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -240,6 +242,8 @@ def submit(
         out.print_json(data=status_dict(final))
     else:
         out.print(f"Batch {batch_id} {final.state.value}: {summary_line(final)}")
+        if final.halted_reason:
+            out.print(f"Stopped sending: {final.halted_reason}", markup=False)
         _print_failures(store, final)
     raise typer.Exit(_exit_code(final))
 
@@ -373,10 +377,29 @@ def simulator(
     ] = None,
     api_key: Annotated[str, typer.Option(help="The key the simulator accepts.")] = "sim-key",
     latency_ms: Annotated[float, typer.Option(help="Added to every answer.")] = 0.0,
+    jitter_ms: Annotated[float, typer.Option(help="Latency varies by up to this.")] = 0.0,
+    rate_limit: Annotated[
+        float, typer.Option(help="Requests/s it accepts before answering 429 (0: no limit).")
+    ] = 0.0,
+    faults: Annotated[
+        str | None,
+        typer.Option(help='More faults as JSON, e.g. \'{"p5xx": 0.1, "always_404": ["id"]}\'.'),
+    ] = None,
 ) -> None:
     """Run the local Vapi simulator (never the real API)."""
     from simulator.app import SimulatorConfig, serve
+    from simulator.faults import FaultConfig
     from simulator.state import SimulatorState, generate_numbers
+
+    try:
+        extra = json.loads(faults) if faults else {}
+        fault_config = FaultConfig.from_dict(
+            {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "rate_limit": rate_limit}
+            | {"seed": seed}
+            | extra
+        )
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"--faults: {exc}", EXIT_INVALID) from None
 
     state = SimulatorState()
     if numbers_file is not None:
@@ -384,7 +407,7 @@ def simulator(
     else:
         state.load(generate_numbers(numbers, seed))
     err.print(f"Vapi simulator on http://{host}:{port} with {len(state.numbers)} numbers")
-    serve(SimulatorConfig(api_key=api_key, latency_ms=latency_ms, seed=seed), state, host, port)
+    serve(SimulatorConfig(api_key=api_key, faults=fault_config), state, host, port)
 
 
 @app.command()

@@ -72,6 +72,7 @@ def run_demo(settings: Settings, *, numbers: int, out: Console, err: Console) ->
             "VAPI_BASE_URL": f"http://127.0.0.1:{sim_port}",
             "VAPI_API_KEY": api_key,
             "PHONEBATCH_QUEUE": queue,
+            "PHONEBATCH_RATE_LIMIT": "50",  # the simulator takes it; the real API may not
         }
         err.print("• a worker (threads pool, concurrency 8)")
         processes.append(start_worker(env=env, concurrency=8, log=workdir / "worker.log"))

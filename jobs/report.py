@@ -39,6 +39,7 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "started_at": iso_time(status.started_at),
         "finished_at": iso_time(status.finished_at),
         "parent_id": status.parent_id,
+        "halted_reason": status.halted_reason,
     }
 
 

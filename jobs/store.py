@@ -84,6 +84,7 @@ class BatchStatus:
     started_at: float | None = None
     finished_at: float | None = None
     parent_id: str | None = None
+    halted_reason: str | None = None  # why the batch stopped sending, e.g. a refused key
 
     @property
     def done(self) -> bool:
@@ -176,6 +177,10 @@ class ReportStore(Protocol):
         ...
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None: ...
+
+    def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
+        """Count a refused key; at `limit`, halt the batch with `reason`. True if halted."""
+        ...
 
     def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
         """Items `start` .. `start + limit - 1`, in the batch's order."""

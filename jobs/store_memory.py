@@ -23,6 +23,7 @@ class MemoryReportStore:
         self._lock = threading.Lock()
         self._batches: dict[str, BatchStatus] = {}
         self._items: dict[str, dict[int, ItemRecord]] = {}
+        self._auth_failures: dict[str, int] = {}
 
     def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
         status = BatchStatus(
@@ -52,6 +53,16 @@ class MemoryReportStore:
             records[item.index] = item
             self._batches[batch_id] = _counted(self._batches[batch_id], item.status)
             return True
+
+    def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return False
+            failures = self._auth_failures[batch_id] = self._auth_failures.get(batch_id, 0) + 1
+            if batch.halted_reason is None and failures >= limit:
+                batch = self._batches[batch_id] = replace(batch, halted_reason=reason)
+            return batch.halted_reason is not None
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None:
         with self._lock:

@@ -62,6 +62,20 @@ return 1
 """
 
 
+# KEYS: 1 batch hash. ARGV: 1 limit, 2 reason. Returns 1 if the batch is halted.
+NOTE_AUTH_FAILURE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local failures = redis.call('HINCRBY', KEYS[1], 'auth_failures', 1)
+local halted = redis.call('HGET', KEYS[1], 'halted_reason')
+if halted and halted ~= '' then return 1 end
+if failures >= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'halted_reason', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 def batch_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:batch"
 
@@ -91,6 +105,7 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         started_at=_float(data.get("started_at")),
         finished_at=_float(data.get("finished_at")),
         parent_id=data.get("parent_id") or None,
+        halted_reason=data.get("halted_reason") or None,
     )
 
 
@@ -99,6 +114,7 @@ class RedisReportStore:
         self._redis = client
         self._retention = retention_seconds
         self._record = client.register_script(RECORD_OUTCOME)
+        self._note_auth = client.register_script(NOTE_AUTH_FAILURE)
 
     @property
     def client(self) -> redis.Redis:
@@ -150,6 +166,9 @@ class RedisReportStore:
             args=[item.index, item.status.value, item.encode(), self._retention],
         )
         return bool(result == 1)
+
+    def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
+        return bool(self._note_auth(keys=[batch_key(batch_id)], args=[limit, reason]) == 1)
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None:
         raw = self._redis.hget(items_key(batch_id), str(index))

@@ -3,82 +3,145 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from simulator.schema import body_problems
+from simulator.faults import Decision, Fault, FaultConfig, FaultInjector
+from simulator.schema import body_problems, variant_validators
 from simulator.state import SimulatorState
 
 
 @dataclass(frozen=True)
 class SimulatorConfig:
     api_key: str = "sim-key"
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    seed: int = 0
+    faults: FaultConfig = field(default_factory=FaultConfig)
 
 
-def vapi_error(status: int, message: str | list[str], error: str) -> JSONResponse:
+def vapi_error(
+    status: int, message: str | list[str], error: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """Vapi's error body: `{"message": ..., "error": ..., "statusCode": n}`."""
-    return JSONResponse({"message": message, "error": error, "statusCode": status}, status)
+    body = {"message": message, "error": error, "statusCode": status}
+    return JSONResponse(body, status, headers=headers)
+
+
+class DroppedConnection(Response):
+    """Promises a body, sends a piece of it, and lets the server close the connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"64")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        # The server refuses the short body and closes the connection: that is the point.
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b'{"id":', "more_body": False})
+
+
+_ERROR_NAMES = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+_ERROR_NAMES[504] = "Gateway Timeout"
+
+
+def _fault_response(decision: Decision) -> Response | None:
+    fault = decision.fault
+    if fault is Fault.AUTH:
+        return vapi_error(401, "Invalid Key. Check the Authorization header.", "Unauthorized")
+    if fault in (Fault.THROTTLED, Fault.RANDOM_429):
+        headers = {"Retry-After": str(decision.retry_after)}
+        return vapi_error(429, "Too Many Requests", "Too Many Requests", headers)
+    if fault is Fault.SERVER_ERROR:
+        return vapi_error(decision.status, "Something went wrong", _ERROR_NAMES[decision.status])
+    return None
+
+
+def _logged(fault: Fault | None) -> Fault | None:
+    return None if fault is Fault.HANG else fault  # a hang was logged when it began
 
 
 class Simulator:
     def __init__(self, config: SimulatorConfig, state: SimulatorState) -> None:
-        self.config = config
+        self.api_key = config.api_key
         self.state = state
-        self._rng = random.Random(config.seed)
+        self.faults = FaultInjector(config.faults)
 
-    async def _latency(self) -> None:
-        delay = self.config.latency_ms
-        if self.config.jitter_ms:
-            delay += self._rng.uniform(-self.config.jitter_ms, self.config.jitter_ms)
-        if delay > 0:
-            await asyncio.sleep(delay / 1000)
+    def _log(
+        self,
+        request: Request,
+        method: str,
+        number_id: str,
+        status: int,
+        body: Any = None,
+        fault: Fault | None = None,
+    ) -> None:
+        """Log the request at its arrival time: what a rate limit on the server sees."""
+        self.state.log(method, number_id, status, body, fault, at=request.state.arrived)
 
     def _authorized(self, request: Request) -> bool:
-        return request.headers.get("authorization") == f"Bearer {self.config.api_key}"
+        return request.headers.get("authorization") == f"Bearer {self.api_key}"
+
+    async def _admit(self, request: Request, method: str, number_id: str) -> Response | Decision:
+        """Auth and injected faults, decided on arrival; the answer comes after latency."""
+        request.state.arrived = time.time()
+        decision = self.faults.decide(number_id, time.monotonic())
+        if decision.fault is Fault.HANG:
+            # Logged on arrival: the client gives up first, and the server may never answer.
+            self._log(request, method, number_id, 0, fault=decision.fault)
+        if decision.delay:
+            await asyncio.sleep(decision.delay)
+        if not self._authorized(request):
+            self._log(request, method, number_id, 401)
+            return vapi_error(401, "Invalid Key. Check the Authorization header.", "Unauthorized")
+        answer = _fault_response(decision)
+        if answer is not None:
+            self._log(request, method, number_id, answer.status_code, fault=decision.fault)
+            return answer
+        return decision
 
     async def patch_number(self, request: Request) -> Response:
         number_id = request.path_params["id"]
-        await self._latency()
-        if not self._authorized(request):
-            self.state.log("PATCH", number_id, 401)
-            return vapi_error(401, "Invalid Key. Check the Authorization header.", "Unauthorized")
+        admitted = await self._admit(request, "PATCH", number_id)
+        if isinstance(admitted, Response):
+            return admitted
         try:
             body = json.loads(await request.body())
         except ValueError:
-            self.state.log("PATCH", number_id, 400)
+            self._log(request, "PATCH", number_id, 400)
             return vapi_error(400, "body is not valid JSON", "Bad Request")
         problems = body_problems(body)
         current = self.state.numbers.get(number_id)
-        if not problems and current is None:
-            self.state.log("PATCH", number_id, 404, body)
+        if admitted.fault is Fault.MISSING or (not problems and current is None):
+            self._log(request, "PATCH", number_id, 404, body)
             return vapi_error(404, f"Phone number {number_id} not found", "Not Found")
         if not problems and current is not None and body["provider"] != current["provider"]:
             problems = [f"provider {body['provider']} does not match the number's provider"]
         if problems:
-            self.state.log("PATCH", number_id, 400, body)
+            self._log(request, "PATCH", number_id, 400, body)
             return vapi_error(400, problems, "Bad Request")
-        self.state.log("PATCH", number_id, 200, body)
-        return JSONResponse(self.state.apply(number_id, body))
+        updated = self.state.apply(number_id, body)
+        self._log(request, "PATCH", number_id, 200, body, fault=_logged(admitted.fault))
+        if admitted.fault is Fault.DROP:
+            return DroppedConnection()
+        return JSONResponse(updated)
 
     async def get_number(self, request: Request) -> Response:
         number_id = request.path_params["id"]
-        await self._latency()
-        if not self._authorized(request):
-            self.state.log("GET", number_id, 401)
-            return vapi_error(401, "Invalid Key. Check the Authorization header.", "Unauthorized")
+        admitted = await self._admit(request, "GET", number_id)
+        if isinstance(admitted, Response):
+            return admitted
         number = self.state.numbers.get(number_id)
-        self.state.log("GET", number_id, 200 if number else 404)
-        if number is None:
+        if admitted.fault is Fault.MISSING or number is None:
+            self._log(request, "GET", number_id, 404)
             return vapi_error(404, f"Phone number {number_id} not found", "Not Found")
+        self._log(request, "GET", number_id, 200, fault=_logged(admitted.fault))
+        if admitted.fault is Fault.DROP:
+            return DroppedConnection()
         return JSONResponse(number)
 
     # --- /_sim/: inspection and setup for tests and the demo; no auth -----------------
@@ -95,18 +158,28 @@ class Simulator:
         return JSONResponse(list(self.state.numbers.values()))
 
     async def sim_reset(self, request: Request) -> Response:
-        """Forget the request log; with a JSON list body, load those numbers too."""
+        """Forget the request log and the faults; with a JSON list body, load those numbers."""
         self.state.requests.clear()
+        self.faults = FaultInjector(FaultConfig())
         raw = await request.body()
         if raw:
             self.state.load(json.loads(raw))
         return JSONResponse({"numbers": len(self.state.numbers)})
+
+    async def sim_faults(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                self.faults = FaultInjector(FaultConfig.from_dict(await request.json()))
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(self.faults.config.as_dict())
 
     async def sim_health(self, request: Request) -> Response:
         return JSONResponse({"ok": True, "numbers": len(self.state.numbers)})
 
 
 def create_app(config: SimulatorConfig, state: SimulatorState) -> Starlette:
+    variant_validators()  # compiled now, not on the first request
     sim = Simulator(config, state)
     return Starlette(
         routes=[
@@ -115,6 +188,7 @@ def create_app(config: SimulatorConfig, state: SimulatorState) -> Starlette:
             Route("/_sim/requests", sim.sim_requests, methods=["GET"]),
             Route("/_sim/numbers", sim.sim_numbers, methods=["GET", "POST"]),
             Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
+            Route("/_sim/faults", sim.sim_faults, methods=["GET", "POST"]),
             Route("/_sim/health", sim.sim_health, methods=["GET"]),
         ]
     )
@@ -126,6 +200,3 @@ def serve(config: SimulatorConfig, state: SimulatorState, host: str, port: int) 
     uvicorn.run(
         create_app(config, state), host=host, port=port, log_level="warning", access_log=False
     )
-
-
-__all__ = ["SimulatorConfig", "create_app", "serve", "vapi_error"]

@@ -7,6 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 PROVIDERS = ("byo-phone-number", "twilio", "vonage", "vapi", "telnyx")
@@ -58,6 +59,7 @@ class LoggedRequest:
     number_id: str | None
     status: int
     body: Any = None
+    fault: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class LoggedRequest:
             "id": self.number_id,
             "status": self.status,
             "body": self.body,
+            "fault": self.fault,
         }
 
 
@@ -77,8 +80,18 @@ class SimulatorState:
     def load(self, numbers: list[dict[str, Any]]) -> None:
         self.numbers = {n["id"]: dict(n) for n in numbers}
 
-    def log(self, method: str, number_id: str | None, status: int, body: Any = None) -> None:
-        self.requests.append(LoggedRequest(time.time(), method, number_id, status, body))
+    def log(
+        self,
+        method: str,
+        number_id: str | None,
+        status: int,
+        body: Any = None,
+        fault: Enum | None = None,
+        at: float | None = None,
+    ) -> None:
+        name = str(fault.value) if fault is not None else None
+        stamp = time.time() if at is None else at
+        self.requests.append(LoggedRequest(stamp, method, number_id, status, body, name))
 
     def apply(self, number_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """A PATCH: each top-level field given replaces the stored one."""

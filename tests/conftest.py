@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,8 +88,35 @@ def worker_env(redis_url: str, simulator: Simulator, **extra: str) -> dict[str, 
         "VAPI_BASE_URL": simulator.url,
         "VAPI_API_KEY": API_KEY,
         "PHONEBATCH_QUEUE": QUEUE,
+        "PHONEBATCH_RATE_LIMIT": "0",  # tests that pace say so
         **extra,
     }
+
+
+StartWorkers = Callable[..., tuple[str, list[WorkerProcess]]]
+
+
+@pytest.fixture
+def start_workers(redis_url: str, simulator: Simulator, tmp_path: Path) -> Iterator[StartWorkers]:
+    """Start workers of this test's own (on a queue of their own), stopped at its end."""
+    started: list[WorkerProcess] = []
+
+    def start(count: int = 1, concurrency: int = 8, **env: str) -> tuple[str, list[WorkerProcess]]:
+        queue = f"phonebatch-test-{uuid.uuid4().hex[:8]}"
+        full_env = worker_env(redis_url, simulator, PHONEBATCH_QUEUE=queue, **env)
+        group = []
+        for n in range(count):
+            log = tmp_path / f"worker-{len(started)}-{n}.log"
+            process = start_worker(env=full_env, concurrency=concurrency, log=log)
+            group.append(WorkerProcess(process, log))
+        started.extend(group)
+        return queue, group
+
+    try:
+        yield start
+    finally:
+        for worker_process in started:
+            stop(worker_process.process)
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
+from jobs.intake import read_batch
+from jobs.producer import submit_batch
+from jobs.sources import Format
 from jobs.store import BatchStatus, ReportStore
+from jobs.store_redis import RedisReportStore
 
 
 @dataclass
@@ -25,6 +32,9 @@ class Simulator:
     def numbers(self) -> dict[str, dict[str, Any]]:
         found = httpx.get(f"{self.url}/_sim/numbers", timeout=10).json()
         return {n["id"]: n for n in found}
+
+    def set_faults(self, **faults: Any) -> None:
+        httpx.post(f"{self.url}/_sim/faults", json=faults, timeout=10).raise_for_status()
 
     def requests(self, method: str | None = None) -> list[dict[str, Any]]:
         logged: list[dict[str, Any]] = httpx.get(f"{self.url}/_sim/requests", timeout=10).json()
@@ -57,16 +67,30 @@ def run_cli(
 
 
 def wait_for_batch(
-    store: ReportStore, batch_id: str, worker: WorkerProcess, timeout: float = 60
+    store: ReportStore, batch_id: str, workers: Sequence[WorkerProcess], timeout: float = 60
 ) -> BatchStatus:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = store.status(batch_id)
         if status is not None and status.done:
             return status
-        if worker.process.poll() is not None:
-            raise AssertionError(f"the worker exited:\n{worker.log_tail()}")
+        for worker in workers:
+            if worker.process.poll() is not None:
+                raise AssertionError(f"a worker exited:\n{worker.log_tail()}")
         time.sleep(0.05)
-    raise AssertionError(
-        f"batch {batch_id} did not finish: {store.status(batch_id)}\n{worker.log_tail()}"
+    tails = "\n".join(w.log_tail() for w in workers)
+    raise AssertionError(f"batch {batch_id} did not finish: {store.status(batch_id)}\n{tails}")
+
+
+def submit_rows(
+    client: redis.Redis, queue: str, header: str, rows: Sequence[str], name: str = "test"
+) -> tuple[RedisReportStore, str]:
+    """Validate CSV rows and submit them as the CLI would; returns the store and batch id."""
+    text = header + "\n" + "\n".join(rows) + "\n"
+    intake = read_batch(io.StringIO(text), Format.CSV)
+    assert intake.ok, intake.errors
+    store = RedisReportStore(client, retention_seconds=3600)
+    batch_id = submit_batch(
+        intake.items, store=store, broker=client, queue=queue, name=name, source="cli"
     )
+    return store, batch_id

@@ -155,3 +155,14 @@ def test_redis_status_reads_one_hash_whatever_the_size(redis_client: redis.Redis
     assert status is not None and status.counts.total == 20_000
     assert after - before == 1
     assert redis_client.hlen(batch_key("b1")) < 20  # counters, not items
+
+
+def test_auth_failures_halt_the_batch_at_the_limit(store: ReportStore) -> None:
+    _create(store)
+    assert store.note_auth_failure("b1", "key refused", 3) is False
+    assert store.note_auth_failure("b1", "key refused", 3) is False
+    assert store.note_auth_failure("b1", "key refused", 3) is True
+    assert store.note_auth_failure("b1", "other words", 3) is True
+    status = store.status("b1")
+    assert status is not None and status.halted_reason == "key refused"
+    assert store.note_auth_failure("no-such-batch", "x", 1) is False

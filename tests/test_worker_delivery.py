@@ -11,7 +11,7 @@ import pytest
 from config import Settings
 from jobs.store import ItemSeed, ItemStatus, NewBatch
 from jobs.store_memory import MemoryReportStore
-from worker.delivery import SingleAttempt, WorkItem, deliver
+from worker.delivery import WorkItem, deliver
 from worker.errors import (
     AuthError,
     NetworkError,
@@ -21,6 +21,8 @@ from worker.errors import (
     api_error_message,
     is_retryable,
 )
+from worker.limiter import Limiter, MemoryLimiterBackend, Pace
+from worker.retry import Deferred, RetryingSender, RetryPolicy
 from worker.vapi import MissingApiKey, VapiApi, build_http_client
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -45,6 +47,19 @@ def _store() -> MemoryReportStore:
 ITEM = WorkItem("b", 0, 2, "num/1", BODY)
 
 
+def _one_attempt() -> RetryingSender:
+    limiter = Limiter(MemoryLimiterBackend(Pace(0)), max_pause=0, sleep=lambda _: None)
+    return RetryingSender(RetryPolicy(max_attempts=1), limiter, sleep=lambda _: None)
+
+
+def _no_hand_back(item: WorkItem, deferred: Deferred) -> None:
+    raise AssertionError(f"unexpected hand-back: {deferred}")
+
+
+def _deliver(store: MemoryReportStore, api: VapiApi) -> object:
+    return deliver(ITEM, api=api, store=store, sender=_one_attempt(), hand_back=_no_hand_back)
+
+
 def test_the_patch_goes_to_the_number_with_the_key_and_only_the_body() -> None:
     seen: list[httpx.Request] = []
 
@@ -53,7 +68,7 @@ def test_the_patch_goes_to_the_number_with_the_key_and_only_the_body() -> None:
         return httpx.Response(200, json={"id": "num/1"})
 
     store = _store()
-    record = deliver(ITEM, api=_api(handler), store=store, policy=SingleAttempt())
+    record = _deliver(store, _api(handler))
 
     assert record is not None and record.status is ItemStatus.SUCCEEDED
     (request,) = seen
@@ -89,7 +104,7 @@ def test_a_rejected_update_fails_with_the_apis_own_message(
         return httpx.Response(status, json=payload)
 
     store = _store()
-    record = deliver(ITEM, api=_api(handler), store=store, policy=SingleAttempt())
+    record = _deliver(store, _api(handler))
 
     assert record is not None
     assert (record.status, record.http_status, record.attempts, record.error) == (
@@ -107,8 +122,8 @@ def test_an_item_with_an_outcome_is_not_sent_again() -> None:
         return httpx.Response(200, json={})
 
     store, api = _store(), _api(handler)
-    assert deliver(ITEM, api=api, store=store, policy=SingleAttempt()) is not None
-    assert deliver(ITEM, api=api, store=store, policy=SingleAttempt()) is None
+    assert _deliver(store, api) is not None
+    assert _deliver(store, api) is None
     assert len(calls) == 1
 
 

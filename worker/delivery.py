@@ -1,6 +1,6 @@
 """Deliver one item: send its PATCH under the retry policy, record its outcome once.
 
-Plain functions over small interfaces (the API, the store, the policy), so tests call
+Plain functions over small interfaces (the API, the store, the sender), so tests call
 them directly with a scripted transport and the in-memory store.
 """
 
@@ -10,13 +10,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from jobs.redaction import redact
-from jobs.store import ItemRecord, ItemStatus, Outcome, ReportStore
-from worker.errors import DeliveryError
-from worker.vapi import ApiResult, VapiApi
+from jobs.store import BatchStatus, ItemRecord, ItemStatus, Outcome, ReportStore
+from worker.errors import AuthError, DeliveryError
+from worker.retry import Attempts, Deferred
+from worker.vapi import VapiApi
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,41 +32,54 @@ class WorkItem:
     row: int
     number_id: str
     body: dict[str, Any]
+    attempts: Attempts = field(default_factory=Attempts)
 
 
-class SendPolicy(Protocol):
-    """How an API call is attempted: the seam for retries and the rate limiter.
+class Sender(Protocol):
+    """How an API call is attempted: retries, pacing, hand-back.
 
-    `run` returns the call's result and the number of attempts it took, or raises the
-    last `DeliveryError` with its `attempts` set.
+    `run` returns the call's result and the attempts so far, raises the last
+    `DeliveryError` (with `attempts` set), or raises `Deferred`.
     """
 
-    def run(self, call: Callable[[], T]) -> tuple[T, int]: ...
+    def run(self, call: Callable[[], T], attempts: Attempts) -> tuple[T, Attempts]: ...
 
 
-class SingleAttempt:
-    """One attempt, no retry."""
+HandBack = Callable[[WorkItem, Deferred], None]
 
-    def run(self, call: Callable[[], T]) -> tuple[T, int]:
-        try:
-            return call(), 1
-        except DeliveryError as exc:
-            exc.attempts = 1
-            raise
+
+def auth_halt_reason(error: AuthError, limit: int) -> str:
+    return (
+        f"not attempted: the Vapi API refused the key {limit} times "
+        f"(HTTP {error.http_status}: {error.message}). Set VAPI_API_KEY on the workers to "
+        "your Vapi private key, restart them, and send the failed items again "
+        "(phonebatch report BATCH_ID --only failed lists them)"
+    )
 
 
 def deliver(
-    item: WorkItem, *, api: VapiApi, store: ReportStore, policy: SendPolicy
+    item: WorkItem,
+    *,
+    api: VapiApi,
+    store: ReportStore,
+    sender: Sender,
+    hand_back: HandBack,
+    auth_failure_limit: int = 3,
 ) -> ItemRecord | None:
-    """Send one item and record its outcome; None if it had one already."""
+    """Send one item and record its outcome; None if it has none yet or had one already."""
+    batch = store.status(item.batch_id)
     existing = store.item(item.batch_id, item.index)
-    if existing is None:
+    if batch is None or existing is None:
         log.warning("no such item in the report store (expired?); nothing sent")
         return None
     if existing.status is not ItemStatus.PENDING:
         log.info("item already has an outcome (%s); not sent again", existing.status)
         return None
-    outcome = _attempt(item, api, policy)
+    try:
+        outcome = _attempt(item, api, store, sender, batch, auth_failure_limit)
+    except Deferred as deferred:
+        hand_back(item, deferred)
+        return None
     record = existing.with_outcome(outcome, finished_at=time.time())
     if not store.record_outcome(item.batch_id, record):
         log.info("another run recorded this item first; its outcome stands")
@@ -73,23 +87,39 @@ def deliver(
     return record
 
 
-def _attempt(item: WorkItem, api: VapiApi, policy: SendPolicy) -> Outcome:
-    body = json.dumps(item.body, separators=(",", ":"))
+def _attempt(
+    item: WorkItem,
+    api: VapiApi,
+    store: ReportStore,
+    sender: Sender,
+    batch: BatchStatus,
+    auth_failure_limit: int,
+) -> Outcome:
     sent = redact(item.body)
+    if batch.halted_reason:
+        return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=batch.halted_reason)
+    body = json.dumps(item.body, separators=(",", ":"))
     try:
-        result, attempts = policy.run(lambda: api.update_phone_number(item.number_id, body))
-    except DeliveryError as exc:
-        return Outcome(
-            status=ItemStatus.FAILED,
-            http_status=exc.http_status,
-            attempts=exc.attempts,
-            error=exc.message,
-            sent=sent,
+        result, attempts = sender.run(
+            lambda: api.update_phone_number(item.number_id, body), item.attempts
         )
-    return _succeeded(result, attempts, sent)
-
-
-def _succeeded(result: ApiResult, attempts: int, sent: dict[str, Any]) -> Outcome:
+    except AuthError as exc:
+        reason = auth_halt_reason(exc, auth_failure_limit)
+        if store.note_auth_failure(item.batch_id, reason, auth_failure_limit):
+            log.error("batch %s stopped: the API key was refused", item.batch_id)
+        return _failed(exc, sent)
+    except DeliveryError as exc:
+        return _failed(exc, sent)
     return Outcome(
-        status=ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts, sent=sent
+        ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts.total, sent=sent
+    )
+
+
+def _failed(exc: DeliveryError, sent: dict[str, Any]) -> Outcome:
+    return Outcome(
+        ItemStatus.FAILED,
+        http_status=exc.http_status,
+        attempts=exc.attempts,
+        error=exc.message,
+        sent=sent,
     )

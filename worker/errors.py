@@ -15,6 +15,8 @@ httpx exceptions and error responses are translated here, at the boundary, and
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -84,13 +86,31 @@ def _payload(response: httpx.Response) -> Any:
         return None
 
 
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds from now: delay-seconds or an HTTP date; None if unusable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+
+
 def error_for_response(response: httpx.Response) -> DeliveryError:
     """The error an unsuccessful response stands for."""
     status = response.status_code
     reason = response.reason_phrase or "error"
     message = api_error_message(_payload(response), f"HTTP {status} {reason}")
     if status == 429:
-        return RateLimited(message)
+        return RateLimited(
+            message, retry_after=parse_retry_after(response.headers.get("retry-after"))
+        )
     if status in TRANSIENT_STATUSES or status >= 500:
         return ServerError(message, http_status=status)
     if status in (401, 403):

@@ -17,7 +17,14 @@ _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 
 
 def task_message(
-    *, task_name: str, task_id: str, args_json: str, queue: str, origin: str, argsrepr: str
+    *,
+    task_name: str,
+    task_id: str,
+    args_json: str,
+    queue: str,
+    origin: str,
+    argsrepr: str,
+    kwargs_json: str = "{}",
 ) -> str:
     """The Redis list entry for one task call.
 
@@ -25,7 +32,7 @@ def task_message(
     validated and dumped once at intake is spliced in as it is. `argsrepr` is what
     monitoring tools show instead of the arguments: never a secret.
     """
-    body = f"[{args_json},{{}},{_EMBED}]"
+    body = f"[{args_json},{kwargs_json},{_EMBED}]"
     headers: dict[str, Any] = {
         "lang": "py",
         "task": task_name,

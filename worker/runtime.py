@@ -2,20 +2,80 @@
 
 from __future__ import annotations
 
+import json
+import random
+import socket
 import threading
+import uuid
 from dataclasses import dataclass
+
+import redis
 
 from config import Settings
 from jobs.store_redis import RedisReportStore
-from worker.delivery import SendPolicy, SingleAttempt
+from worker.deferral import Deferrals
+from worker.delivery import WorkItem
+from worker.limiter import Limiter, Pace
+from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend
+from worker.messages import UPDATE_TASK, task_message, update_args
+from worker.retry import Deferred, RetryingSender, RetryPolicy
 from worker.vapi import VapiApi, build_http_client
 
 
 @dataclass(frozen=True)
 class Runtime:
+    settings: Settings
     api: VapiApi
     store: RedisReportStore
-    policy: SendPolicy
+    sender: RetryingSender
+    deferrals: Deferrals
+
+    def hand_back(self, item: WorkItem, deferred: Deferred) -> None:
+        """Put the item back on the queue in `deferred.delay` seconds, counts kept."""
+        args = update_args(
+            item.batch_id, item.index, item.row, item.number_id,
+            json.dumps(item.body, separators=(",", ":")),
+        )  # fmt: skip
+        message = task_message(
+            task_name=UPDATE_TASK,
+            task_id=str(uuid.uuid4()),
+            args_json=args,
+            kwargs_json=json.dumps({"attempts": deferred.attempts.as_dict()}),
+            queue=self.settings.queue,
+            origin=f"phonebatch-worker@{socket.gethostname()}",
+            argsrepr=f"(batch={item.batch_id}, row={item.row}, id={item.number_id})",
+        )
+        # A little jitter so items handed back together do not return together.
+        self.deferrals.defer(message, deferred.delay * random.uniform(1.0, 1.1))  # noqa: S311
+
+
+def pace(settings: Settings) -> Pace:
+    return Pace(
+        limit=settings.rate_limit * settings.rate_headroom,
+        decrease=settings.rate_decrease,
+        recovery_seconds=settings.rate_recovery_seconds,
+    )
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    client = redis.Redis.from_url(settings.redis_url)
+    in_flight = None
+    if settings.max_in_flight:
+        # A lease outlives the longest request, so only a dead worker's places expire.
+        lease = settings.connect_timeout + settings.read_timeout + settings.write_timeout + 5
+        in_flight = RedisInFlightCap(client, settings.max_in_flight, lease=lease).place
+    http = build_http_client(settings)
+    api = VapiApi(http, in_flight) if in_flight else VapiApi(http)
+    limiter = Limiter(
+        RedisLimiterBackend(client, pace(settings)), max_pause=settings.inline_wait_limit
+    )
+    return Runtime(
+        settings=settings,
+        api=api,
+        store=RedisReportStore(client, retention_seconds=settings.retention_seconds),
+        sender=RetryingSender(RetryPolicy.from_settings(settings), limiter),
+        deferrals=Deferrals(client, settings.queue),
+    )
 
 
 _lock = threading.Lock()
@@ -27,11 +87,5 @@ def get_runtime(settings: Settings) -> Runtime:
     global _runtime
     with _lock:
         if _runtime is None:
-            _runtime = Runtime(
-                api=VapiApi(build_http_client(settings)),
-                store=RedisReportStore.from_url(
-                    settings.redis_url, retention_seconds=settings.retention_seconds
-                ),
-                policy=SingleAttempt(),
-            )
+            _runtime = build_runtime(settings)
         return _runtime

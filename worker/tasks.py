@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_init
+import redis
+from celery.signals import worker_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
 
 from config import Settings
 from worker.app import app
+from worker.deferral import DeferralPump, Deferrals
 from worker.delivery import WorkItem, deliver
 from worker.messages import UPDATE_TASK
+from worker.retry import Attempts
 from worker.runtime import get_runtime
 
 log = get_task_logger(__name__)
+_pumps: list[DeferralPump] = []
 
 
 def _settings() -> Settings:
@@ -28,13 +32,39 @@ def _check_configuration(**_: Any) -> None:
         raise SystemExit("phonebatch worker: VAPI_API_KEY is not set; workers need it")
 
 
+@worker_ready.connect
+def _start_deferral_pump(**_: Any) -> None:
+    settings = _settings()
+    pump = DeferralPump(Deferrals(redis.Redis.from_url(settings.redis_url), settings.queue))
+    pump.start()
+    _pumps.append(pump)
+
+
+@worker_shutdown.connect
+def _stop_deferral_pump(**_: Any) -> None:
+    for pump in _pumps:
+        pump.stop()
+
+
 @app.task(name=UPDATE_TASK, ignore_result=True, acks_late=True)
 def update_phone_number(
-    batch_id: str, index: int, row: int, number_id: str, body: dict[str, Any]
+    batch_id: str,
+    index: int,
+    row: int,
+    number_id: str,
+    body: dict[str, Any],
+    attempts: dict[str, int] | None = None,
 ) -> None:
     runtime = get_runtime(_settings())
-    item = WorkItem(batch_id, index, row, number_id, body)
-    record = deliver(item, api=runtime.api, store=runtime.store, policy=runtime.policy)
+    item = WorkItem(batch_id, index, row, number_id, body, Attempts.from_dict(attempts))
+    record = deliver(
+        item,
+        api=runtime.api,
+        store=runtime.store,
+        sender=runtime.sender,
+        hand_back=runtime.hand_back,
+        auth_failure_limit=runtime.settings.auth_failure_limit,
+    )
     if record is not None:
         log.info(
             "batch %s row %s number %s: %s (HTTP %s, %s attempt(s))",

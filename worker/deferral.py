@@ -1,0 +1,84 @@
+"""Items handed back to the queue with a countdown, without Celery's ETA.
+
+A Celery countdown on the Redis transport keeps the message unacknowledged in a worker
+until it is due; past the transport's visibility timeout it is delivered again
+(kombu#337, celery#5935). Instead, a deferred item waits in a sorted set scored by its
+due time (the Redis server's clock), and every worker moves due items back to the queue
+in one atomic script. Nothing waits inside a worker, and Redis persistence keeps them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+
+log = logging.getLogger(__name__)
+
+# KEYS: 1 deferred sorted set. ARGV: 1 delay (s), 2 message.
+DEFER = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
+return 1
+"""
+
+# KEYS: 1 deferred sorted set, 2 queue list. ARGV: 1 how many at most.
+# Returns how many messages were moved to the queue.
+RELEASE_DUE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+for _, message in ipairs(due) do
+  redis.call('LPUSH', KEYS[2], message)
+  redis.call('ZREM', KEYS[1], message)
+end
+return #due
+"""
+
+
+def deferred_key(queue: str) -> str:
+    return f"phonebatch:deferred:{queue}"
+
+
+class Deferrals:
+    def __init__(self, client: redis.Redis, queue: str) -> None:
+        self._client = client
+        self._queue = queue
+        self._defer = client.register_script(DEFER)
+        self._release = client.register_script(RELEASE_DUE)
+
+    def defer(self, message: str, delay: float) -> None:
+        self._defer(keys=[deferred_key(self._queue)], args=[max(0.0, delay), message])
+
+    def release_due(self, limit: int = 500) -> int:
+        moved = self._release(keys=[deferred_key(self._queue), self._queue], args=[limit])
+        return int(moved)
+
+    def waiting(self) -> int:
+        return int(self._client.zcard(deferred_key(self._queue)))
+
+
+class DeferralPump:
+    """A daemon thread in each worker that puts due items back on the queue."""
+
+    def __init__(self, deferrals: Deferrals, interval: float = 0.2) -> None:
+        self._deferrals = deferrals
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="phonebatch-deferrals", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                while self._deferrals.release_due() >= 500:
+                    pass
+            except redis.RedisError as exc:  # Redis restarting: try again next tick
+                log.warning("could not move deferred items back to the queue: %s", exc)

@@ -1,0 +1,155 @@
+"""The retry policy: what to retry, how long to wait, when to give up or hand back.
+
+Built once from settings (`RetryPolicy.from_settings`), run with tenacity. Waits are
+exponential with full jitter and a cap; a 429 does not wait here but pauses every worker
+through the limiter for its Retry-After, and spends its own, larger budget. A wait longer
+than a worker may hold a slot raises `Deferred`: the item goes back to the queue with a
+countdown and keeps its counts. `sleep` and the random source are parameters, so tests
+check every wait without sleeping.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception
+
+from config import Settings
+from worker.errors import DeliveryError, RateLimited, is_retryable
+from worker.limiter import Limiter, Throttled
+
+T = TypeVar("T")
+
+
+@dataclass
+class Attempts:
+    """An item's attempts so far; travels with the item when it is handed back."""
+
+    total: int = 0
+    failures: int = 0  # transient failures other than 429
+    rate_limited: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"total": self.total, "failures": self.failures, "rate_limited": self.rate_limited}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Attempts:
+        data = data or {}
+        return cls(
+            int(data.get("total", 0)),
+            int(data.get("failures", 0)),
+            int(data.get("rate_limited", 0)),
+        )
+
+
+class Deferred(Exception):
+    """Come back in `delay` seconds: waiting here would hold a worker slot idle."""
+
+    def __init__(self, delay: float, attempts: Attempts) -> None:
+        super().__init__(f"deferred for {delay:.1f} s")
+        self.delay = delay
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    max_rate_limited: int = 30
+    base: float = 0.5
+    cap: float = 30.0
+    inline_limit: float = 3.0
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(
+            max_attempts=settings.max_attempts,
+            max_rate_limited=settings.max_rate_limited_attempts,
+            base=settings.backoff_base,
+            cap=settings.backoff_cap,
+            inline_limit=settings.inline_wait_limit,
+        )
+
+    def backoff(self, failures: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2^(failures-1))]."""
+        ceiling = min(self.cap, self.base * 2 ** max(0, failures - 1))
+        return self.rng.uniform(0, ceiling)
+
+    def pause_for(self, error: RateLimited, rate_limited: int) -> float:
+        """How long everyone waits after a 429: its Retry-After, else a backoff."""
+        if error.retry_after is not None:
+            return max(0.0, error.retry_after)
+        return max(1.0, self.backoff(rate_limited))
+
+    def gives_up(self, attempts: Attempts) -> bool:
+        return (
+            attempts.failures >= self.max_attempts or attempts.rate_limited >= self.max_rate_limited
+        )
+
+
+class RetryingSender:
+    """Runs one API call: limiter slot, attempt, classify, wait or defer, again."""
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        limiter: Limiter,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.policy = policy
+        self.limiter = limiter
+        self._sleep = sleep
+
+    def run(self, call: Callable[[], T], attempts: Attempts) -> tuple[T, Attempts]:
+        """The call's result and the attempts so far, or the last error (with
+        `attempts` set on it), or `Deferred`."""
+        tracker = Attempts(**attempts.as_dict())
+
+        def attempt() -> T:
+            try:
+                self.limiter.acquire()
+            except Throttled as exc:
+                raise Deferred(exc.delay, tracker) from exc
+            tracker.total += 1
+            return call()
+
+        def after(state: RetryCallState) -> None:
+            self._count(tracker, state)
+
+        def sleep(seconds: float) -> None:
+            if seconds > self.policy.inline_limit:
+                raise Deferred(seconds, tracker)
+            self._sleep(seconds)
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_retryable),
+            stop=lambda _: self.policy.gives_up(tracker),
+            wait=lambda state: self._wait(tracker, state),
+            after=after,
+            sleep=sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt), tracker
+        except DeliveryError as exc:
+            exc.attempts = tracker.total
+            raise
+
+    def _count(self, tracker: Attempts, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimited):
+            tracker.rate_limited += 1
+            self.limiter.backend.rate_limited(self.policy.pause_for(error, tracker.rate_limited))
+        elif error is not None and is_retryable(error):
+            tracker.failures += 1
+
+    def _wait(self, tracker: Attempts, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RateLimited):
+            return 0.0  # the limiter holds everyone for the pause
+        return self.policy.backoff(tracker.failures)

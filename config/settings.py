@@ -7,7 +7,7 @@ no other module reads the environment. Names users set are fixed by the design:
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DAY = 86_400
@@ -83,6 +83,15 @@ class Settings(BaseSettings):
         default=3.0, ge=0, validation_alias=_env("PHONEBATCH_INLINE_WAIT_LIMIT"),
         description="longer waits hand the item back to the queue instead of holding a slot",
     )  # fmt: skip
+    # --- crash safety -----------------------------------------------------------------
+    task_time_budget: float = Field(
+        default=60.0, gt=0, validation_alias=_env("PHONEBATCH_TASK_TIME_BUDGET"),
+        description="waiting inside one task past this hands the item back to the queue",
+    )  # fmt: skip
+    visibility_timeout: int = Field(
+        default=300, gt=0, validation_alias=_env("PHONEBATCH_VISIBILITY_TIMEOUT"),
+        description="a task a dead worker held goes back to the queue after this long",
+    )  # fmt: skip
     auth_failure_limit: int = Field(
         default=3, ge=1, validation_alias=_env("PHONEBATCH_AUTH_FAILURE_LIMIT"),
         description="401/403 answers after which a batch stops sending",
@@ -92,6 +101,24 @@ class Settings(BaseSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_a_task(self) -> Settings:
+        # The broker re-delivers a task still unacknowledged after the visibility
+        # timeout: a live task must always finish well before that (kombu#337).
+        if self.visibility_timeout <= self.claim_lease:
+            raise ValueError(
+                f"PHONEBATCH_VISIBILITY_TIMEOUT ({self.visibility_timeout} s) must be longer "
+                f"than the longest a task can run ({self.claim_lease:.0f} s: the task time "
+                "budget plus the HTTP timeouts plus 10 s)"
+            )
+        return self
+
+    @property
+    def claim_lease(self) -> float:
+        """The longest one task holds an item: waits, then one last request."""
+        request = self.connect_timeout + self.write_timeout + self.read_timeout + self.pool_timeout
+        return self.task_time_budget + request + 10
 
     @property
     def retention_seconds(self) -> int:

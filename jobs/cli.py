@@ -23,6 +23,8 @@ from jobs.intake import Intake, parse_assignments, read_batch
 from jobs.models import PROVIDERS
 from jobs.producer import submit_batch
 from jobs.progress import watch
+from jobs.recovery import is_stalled
+from jobs.recovery import resume as resume_batch
 from jobs.report import (
     ITEM_HEADER,
     iso_time,
@@ -33,9 +35,10 @@ from jobs.report import (
     write_json,
 )
 from jobs.sources import InputError, detect_format
-from jobs.store import BatchStatus, ItemStatus, StoreUnavailable, iter_items
+from jobs.store import BatchState, BatchStatus, ItemStatus, StoreUnavailable, iter_items
 from jobs.store_redis import RedisReportStore
 from jobs.urls import safe_url
+from jobs.validation import BatchItem
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -172,6 +175,8 @@ def _print_status(status: BatchStatus) -> None:
         out.print(f"  finished  {iso_time(status.finished_at)}")
     if status.parent_id:
         out.print(f"  retry of  {status.parent_id}")
+    if status.retried_by:
+        out.print(f"  retried   {', '.join(status.retried_by)}")
     if status.halted_reason:
         out.print(f"  stopped   {status.halted_reason}", markup=False)
 
@@ -229,14 +234,21 @@ def submit(
         name=name or file.name,
         source="cli",
     )
+    _announce(store, batch_id, len(intake.items), wait=wait, as_json=as_json)
+
+
+def _announce(
+    store: RedisReportStore, batch_id: str, count: int, *, wait: bool, as_json: bool
+) -> None:
+    """Print a new batch's id; with `wait`, its progress and summary, and exit 0 or 1."""
     if not wait:
         if as_json:
             out.print_json(data={"batch_id": batch_id})
         else:
-            out.print(f"Batch {batch_id} queued: {len(intake.items)} numbers.")
+            out.print(f"Batch {batch_id} queued: {count} numbers.")
             out.print(f"Follow it with: phonebatch status {batch_id}")
         return
-    err.print(f"Batch {batch_id} queued: {len(intake.items)} numbers.")
+    err.print(f"Batch {batch_id} queued: {count} numbers.")
     final = watch(store, batch_id, console=err)
     if as_json:
         out.print_json(data=status_dict(final))
@@ -260,16 +272,84 @@ def _print_failures(store: RedisReportStore, status: BatchStatus, limit: int = 2
             out.print(f"  ... see all with: phonebatch report {status.batch_id} --only failed")
             break
         out.print(f"  row {record.row} ({record.number_id}): {record.error}", markup=False)
+    out.print(f"Send them again with: phonebatch retry {status.batch_id}")
 
 
 @app.command()
 def status(batch_id: str, as_json: JsonOpt = False) -> None:
-    """A batch's state and counts."""
-    current = _status(_store(), batch_id)
+    """A batch's state and counts; says so when a batch has stalled."""
+    store = _store()
+    current = _status(store, batch_id)
+    stalled = is_stalled(store.client, settings().queue, current, settings().claim_lease)
     if as_json:
-        out.print_json(data=status_dict(current))
+        out.print_json(data=status_dict(current) | {"stalled": stalled})
+        return
+    _print_status(current)
+    if stalled:
+        out.print(
+            f"  [yellow]stalled[/]   {current.counts.pending} items wait and no task is left "
+            f"for them: run `phonebatch resume {batch_id}`"
+        )
+
+
+@app.command()
+def cancel(batch_id: str, as_json: JsonOpt = False) -> None:
+    """Stop a batch: queued items are never sent; requests in flight finish."""
+    store = _store()
+    _status(store, batch_id)
+    final = store.cancel(batch_id)
+    if final is None:
+        raise CliError(f"no batch {batch_id!r}")
+    if as_json:
+        out.print_json(data=status_dict(final))
+    elif final.state is BatchState.CANCELLED:
+        out.print(f"Batch {batch_id} cancelled: {summary_line(final)}")
+        if final.counts.pending:
+            out.print(f"  {final.counts.pending} requests in flight will finish and be recorded")
     else:
-        _print_status(current)
+        out.print(f"Batch {batch_id} had already {final.state.value}: {summary_line(final)}")
+    raise typer.Exit(EXIT_OK if final.state is BatchState.CANCELLED else EXIT_FAILED)
+
+
+@app.command()
+def retry(
+    batch_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until it ends.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """A new batch of the failed items of BATCH_ID, linked to it both ways."""
+    store = _store()
+    parent = _status(store, batch_id)
+    failed = [
+        record
+        for record in iter_items(store, batch_id, parent.counts.total)
+        if record.status is ItemStatus.FAILED
+    ]
+    if not failed:
+        raise CliError(f"batch {batch_id} has no failed items to retry")
+    bodies = store.bodies(batch_id, [r.index for r in failed])
+    items = [BatchItem(r.row, r.number_id, bodies[r.index]) for r in failed if r.index in bodies]
+    if len(items) < len(failed):
+        raise CliError(f"the request bodies of batch {batch_id} are gone (expired?)")
+    child = submit_batch(
+        items, store=store, broker=store.client, queue=settings().queue,
+        name=f"retry of {parent.name}", source=parent.source, parent_id=batch_id,
+    )  # fmt: skip
+    _announce(store, child, len(items), wait=wait, as_json=as_json)
+
+
+@app.command()
+def resume(batch_id: str) -> None:
+    """Re-enqueue exactly the items of a stalled batch that have no task left."""
+    store = _store()
+    current = _status(store, batch_id)
+    if current.done:
+        raise CliError(f"batch {batch_id} is {current.state.value}: nothing to resume")
+    done = resume_batch(store, store.client, settings().queue, batch_id, settings().claim_lease)
+    out.print(
+        f"Batch {batch_id}: {done.reenqueued} items re-enqueued, "
+        f"{done.restored} tasks of stopped workers put back on the queue"
+    )
 
 
 @app.command()

@@ -28,13 +28,16 @@ def enqueue_items(
     batch_id: str,
     items: Sequence[BatchItem],
     *,
-    start: int = 0,
+    indexes: Sequence[int] | None = None,
     on_progress: Progress | None = None,
 ) -> int:
-    """Push one update task per item, `CHUNK` per round trip; returns how many."""
+    """Push one update task per item, `CHUNK` per round trip; returns how many.
+
+    Items are the batch's own, in order, unless `indexes` says which item each one is
+    (resume re-enqueues a few items of a batch)."""
     origin = f"phonebatch-producer@{socket.gethostname()}"
     pushed = 0
-    it = iter(enumerate(items, start=start))
+    it = iter(zip(indexes if indexes is not None else range(len(items)), items, strict=True))
     while chunk := list(islice(it, CHUNK)):
         messages = [
             task_message(
@@ -67,10 +70,12 @@ def submit_batch(
 ) -> str:
     """Create the batch in the report store and enqueue its tasks; returns its id."""
     batch_id = new_batch_id()
-    seeds = (ItemSeed(i, item.row, item.number_id) for i, item in enumerate(items))
+    seeds = (ItemSeed(i, item.row, item.number_id, item.body) for i, item in enumerate(items))
     store.create_batch(
         NewBatch(batch_id, name=name, source=source, total=len(items), parent_id=parent_id),
         seeds,
     )
     enqueue_items(broker, queue, batch_id, items, on_progress=on_progress)
+    if parent_id is not None:
+        store.link_retry(parent_id, batch_id)
     return batch_id

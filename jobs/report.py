@@ -40,6 +40,7 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "finished_at": iso_time(status.finished_at),
         "parent_id": status.parent_id,
         "halted_reason": status.halted_reason,
+        "retried_by": list(status.retried_by),
     }
 
 

@@ -58,6 +58,17 @@ class ItemSeed:
     index: int
     row: int
     number_id: str
+    body: str = "{}"  # the request body as JSON, kept for resume and retry
+
+
+class Claim(StrEnum):
+    """What a worker may do with an item it is about to send."""
+
+    CLAIMED = "claimed"  # send it: nobody else is
+    CANCELLED = "cancelled"  # the batch was cancelled: the item is now marked so
+    DONE = "done"  # it has an outcome already
+    BUSY = "busy"  # another run holds it (a duplicate delivery)
+    MISSING = "missing"  # no such batch or item (expired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +96,8 @@ class BatchStatus:
     finished_at: float | None = None
     parent_id: str | None = None
     halted_reason: str | None = None  # why the batch stopped sending, e.g. a refused key
+    active_at: float | None = None  # the last claim or outcome: a stalled batch goes quiet
+    retried_by: tuple[str, ...] = ()  # batches made of this one's failed items
 
     @property
     def done(self) -> bool:
@@ -181,6 +194,24 @@ class ReportStore(Protocol):
     def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
         """Count a refused key; at `limit`, halt the batch with `reason`. True if halted."""
         ...
+
+    def claim(self, batch_id: str, index: int, lease: float) -> Claim:
+        """Take the item for one run, for `lease` seconds, unless that makes no sense."""
+        ...
+
+    def release(self, batch_id: str, index: int) -> None:
+        """Give a claim back (the item was handed back to the queue)."""
+        ...
+
+    def cancel(self, batch_id: str) -> BatchStatus | None:
+        """Stop the batch: every pending item nobody is sending now becomes cancelled."""
+        ...
+
+    def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
+        """The request bodies (JSON) of these items, as submitted."""
+        ...
+
+    def link_retry(self, parent_id: str, child_id: str) -> None: ...
 
     def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
         """Items `start` .. `start + limit - 1`, in the batch's order."""

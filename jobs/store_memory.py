@@ -1,15 +1,16 @@
-"""The report store in process memory: same behaviour as Redis, for tests and dry runs."""
+"""The report store in process memory: the same behaviour as Redis, for tests."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from jobs.store import (
     BatchState,
     BatchStatus,
+    Claim,
     Counts,
     ItemRecord,
     ItemSeed,
@@ -18,12 +19,19 @@ from jobs.store import (
 )
 
 
+@dataclass
+class _Batch:
+    status: BatchStatus
+    items: dict[int, ItemRecord] = field(default_factory=dict)
+    bodies: dict[int, str] = field(default_factory=dict)
+    claims: dict[int, float] = field(default_factory=dict)  # index -> lease expiry
+    auth_failures: int = 0
+
+
 class MemoryReportStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._batches: dict[str, BatchStatus] = {}
-        self._items: dict[str, dict[int, ItemRecord]] = {}
-        self._auth_failures: dict[str, int] = {}
+        self._batches: dict[str, _Batch] = {}
 
     def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
         status = BatchStatus(
@@ -35,59 +43,136 @@ class MemoryReportStore:
             created_at=time.time(),
             parent_id=batch.parent_id,
         )
-        records = {s.index: ItemRecord(s.index, s.row, s.number_id) for s in items}
+        entry = _Batch(status)
+        for seed in items:
+            entry.items[seed.index] = ItemRecord(seed.index, seed.row, seed.number_id)
+            entry.bodies[seed.index] = seed.body
         with self._lock:
-            self._batches[batch.batch_id] = status
-            self._items[batch.batch_id] = records
+            self._batches[batch.batch_id] = entry
 
     def status(self, batch_id: str) -> BatchStatus | None:
         with self._lock:
-            return self._batches.get(batch_id)
+            entry = self._batches.get(batch_id)
+            return entry.status if entry else None
 
     def record_outcome(self, batch_id: str, item: ItemRecord) -> bool:
         with self._lock:
-            records = self._items.get(batch_id, {})
-            current = records.get(item.index)
-            if current is None or current.status is not ItemStatus.PENDING:
+            entry = self._batches.get(batch_id)
+            current = entry.items.get(item.index) if entry else None
+            if entry is None or current is None or current.status is not ItemStatus.PENDING:
                 return False
-            records[item.index] = item
-            self._batches[batch_id] = _counted(self._batches[batch_id], item.status)
+            entry.items[item.index] = item
+            entry.claims.pop(item.index, None)
+            entry.status = _counted(entry.status, item.status, 1)
             return True
+
+    def claim(self, batch_id: str, index: int, lease: float) -> Claim:
+        now = time.time()
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            current = entry.items.get(index) if entry else None
+            if entry is None or current is None:
+                return Claim.MISSING
+            if current.status is not ItemStatus.PENDING:
+                return Claim.DONE
+            if entry.status.state is BatchState.CANCELLED:
+                entry.items[index] = replace(current, status=ItemStatus.CANCELLED, finished_at=now)
+                entry.claims.pop(index, None)
+                entry.status = _counted(entry.status, ItemStatus.CANCELLED, 1)
+                return Claim.CANCELLED
+            if entry.claims.get(index, 0.0) > now:
+                return Claim.BUSY
+            entry.claims[index] = now + lease
+            entry.status = _active(entry.status, now)
+            return Claim.CLAIMED
+
+    def release(self, batch_id: str, index: int) -> None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry:
+                entry.claims.pop(index, None)
+
+    def cancel(self, batch_id: str) -> BatchStatus | None:
+        now = time.time()
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return None
+            if entry.status.state in (BatchState.QUEUED, BatchState.RUNNING):
+                entry.status = replace(
+                    entry.status, state=BatchState.CANCELLED, finished_at=now, active_at=now
+                )
+            if entry.status.state is BatchState.CANCELLED:
+                swept = 0
+                for index, record in entry.items.items():
+                    live = entry.claims.get(index, 0.0) > now
+                    if record.status is ItemStatus.PENDING and not live:
+                        entry.items[index] = replace(
+                            record, status=ItemStatus.CANCELLED, finished_at=now
+                        )
+                        entry.claims.pop(index, None)
+                        swept += 1
+                entry.status = _counted(entry.status, ItemStatus.CANCELLED, swept)
+            return entry.status
+
+    def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return {}
+            return {i: entry.bodies[i] for i in indexes if i in entry.bodies}
+
+    def link_retry(self, parent_id: str, child_id: str) -> None:
+        with self._lock:
+            entry = self._batches.get(parent_id)
+            if entry:
+                retried = (*entry.status.retried_by, child_id)
+                entry.status = replace(entry.status, retried_by=retried)
 
     def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
         with self._lock:
-            batch = self._batches.get(batch_id)
-            if batch is None:
+            entry = self._batches.get(batch_id)
+            if entry is None:
                 return False
-            failures = self._auth_failures[batch_id] = self._auth_failures.get(batch_id, 0) + 1
-            if batch.halted_reason is None and failures >= limit:
-                batch = self._batches[batch_id] = replace(batch, halted_reason=reason)
-            return batch.halted_reason is not None
+            entry.auth_failures += 1
+            if entry.status.halted_reason is None and entry.auth_failures >= limit:
+                entry.status = replace(entry.status, halted_reason=reason)
+            return entry.status.halted_reason is not None
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None:
         with self._lock:
-            return self._items.get(batch_id, {}).get(index)
+            entry = self._batches.get(batch_id)
+            return entry.items.get(index) if entry else None
 
     def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
         with self._lock:
-            records = self._items.get(batch_id, {})
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return []
             indexes = range(max(start, 0), max(start, 0) + max(limit, 0))
-            return [records[i] for i in indexes if i in records]
+            return [entry.items[i] for i in indexes if i in entry.items]
 
     def list_batches(self, offset: int = 0, limit: int = 50) -> list[BatchStatus]:
         with self._lock:
-            newest = sorted(self._batches.values(), key=lambda b: b.created_at, reverse=True)
-            return newest[offset : offset + limit]
+            statuses = [entry.status for entry in self._batches.values()]
+        newest = sorted(statuses, key=lambda b: b.created_at, reverse=True)
+        return newest[offset : offset + limit]
 
 
-def _counted(batch: BatchStatus, status: ItemStatus) -> BatchStatus:
-    """The batch after one item left `pending` for `status`."""
-    now = time.time()
-    counts = replace(batch.counts, pending=batch.counts.pending - 1)
-    counts = replace(counts, **{status.value: getattr(counts, status.value) + 1})
-    batch = replace(batch, counts=counts)
+def _active(batch: BatchStatus, now: float) -> BatchStatus:
     if batch.state is BatchState.QUEUED:
-        batch = replace(batch, state=BatchState.RUNNING, started_at=now)
+        return replace(batch, state=BatchState.RUNNING, started_at=now, active_at=now)
+    return replace(batch, active_at=now)
+
+
+def _counted(batch: BatchStatus, status: ItemStatus, moved: int) -> BatchStatus:
+    """The batch after `moved` items left `pending` for `status`."""
+    if not moved:
+        return batch
+    now = time.time()
+    counts = replace(batch.counts, pending=batch.counts.pending - moved)
+    counts = replace(counts, **{status.value: getattr(counts, status.value) + moved})
+    batch = _active(replace(batch, counts=counts), now)
     if counts.pending <= 0 and batch.state is BatchState.RUNNING:
         batch = replace(batch, state=BatchState.COMPLETED, finished_at=now)
     return batch

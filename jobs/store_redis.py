@@ -5,9 +5,13 @@ Keys (the `{id}` hash tag keeps a batch's keys in one slot of a Redis Cluster):
 - `phonebatch:batches`         sorted set: batch id -> created_at, for `list`
 - `phonebatch:{id}:batch`      hash: name, source, state, times, counters
 - `phonebatch:{id}:items`      hash: item index -> item record (JSON)
+- `phonebatch:{id}:claims`     hash: item index -> lease expiry of the run sending it
+- `phonebatch:{id}:bodies`     hash: item index -> request body (JSON), for resume and
+                               retry; never shown in a report
 
-Both batch keys expire `retention` seconds after the batch is created, and again after
-it finishes, so a report lives at least that long after its last outcome.
+A batch's keys expire `retention` seconds after the batch is created, and again after
+it finishes, so a report lives at least that long after its last outcome. The atomic
+steps are the Lua scripts in `jobs.store_scripts`.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from typing import Any
 import redis
 from redis.typing import EncodableT, FieldT
 
+from jobs import store_scripts as scripts
 from jobs.store import (
     COUNTED,
     BatchState,
     BatchStatus,
+    Claim,
     Counts,
     ItemRecord,
     ItemSeed,
@@ -34,47 +40,6 @@ from jobs.store import (
 BATCHES_KEY = "phonebatch:batches"
 _CHUNK = 2000
 
-# KEYS: 1 batch hash, 2 items hash
-# ARGV: 1 item index, 2 new status, 3 item record (JSON), 4 retention in seconds
-# Returns 1 when the item moved out of `pending`, 0 when it already had an outcome,
-# -1 when there is no such item. The Redis server's clock stamps the times, so hosts
-# with skewed clocks agree.
-RECORD_OUTCOME = """
-local current = redis.call('HGET', KEYS[2], ARGV[1])
-if not current then return -1 end
-if cjson.decode(current)['status'] ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-local pending = redis.call('HINCRBY', KEYS[1], 'pending', -1)
-redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
-local clock = redis.call('TIME')
-local now = string.format('%d.%06d', clock[1], clock[2])
-local state = redis.call('HGET', KEYS[1], 'state')
-if state == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', now)
-  state = 'running'
-end
-if pending <= 0 and state == 'running' then
-  redis.call('HSET', KEYS[1], 'state', 'completed', 'finished_at', now)
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[4])
-end
-return 1
-"""
-
-
-# KEYS: 1 batch hash. ARGV: 1 limit, 2 reason. Returns 1 if the batch is halted.
-NOTE_AUTH_FAILURE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local failures = redis.call('HINCRBY', KEYS[1], 'auth_failures', 1)
-local halted = redis.call('HGET', KEYS[1], 'halted_reason')
-if halted and halted ~= '' then return 1 end
-if failures >= tonumber(ARGV[1]) then
-  redis.call('HSET', KEYS[1], 'halted_reason', ARGV[2])
-  return 1
-end
-return 0
-"""
-
 
 def batch_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:batch"
@@ -82,6 +47,18 @@ def batch_key(batch_id: str) -> str:
 
 def items_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:items"
+
+
+def claims_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:claims"
+
+
+def bodies_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:bodies"
+
+
+def _keys(batch_id: str) -> list[str]:
+    return [batch_key(batch_id), items_key(batch_id), claims_key(batch_id), bodies_key(batch_id)]
 
 
 def _float(value: Any) -> float | None:
@@ -106,6 +83,8 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         finished_at=_float(data.get("finished_at")),
         parent_id=data.get("parent_id") or None,
         halted_reason=data.get("halted_reason") or None,
+        active_at=_float(data.get("active_at")),
+        retried_by=tuple(c for c in data.get("retried_by", "").split(",") if c),
     )
 
 
@@ -113,8 +92,12 @@ class RedisReportStore:
     def __init__(self, client: redis.Redis, *, retention_seconds: int) -> None:
         self._redis = client
         self._retention = retention_seconds
-        self._record = client.register_script(RECORD_OUTCOME)
-        self._note_auth = client.register_script(NOTE_AUTH_FAILURE)
+        self._record = client.register_script(scripts.RECORD_OUTCOME)
+        self._note_auth = client.register_script(scripts.NOTE_AUTH_FAILURE)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._cancel = client.register_script(scripts.CANCEL)
+        self._sweep = client.register_script(scripts.SWEEP_CANCELLED)
+        self._link = client.register_script(scripts.LINK_RETRY)
 
     @property
     def client(self) -> redis.Redis:
@@ -147,13 +130,17 @@ class RedisReportStore:
         pipe.expire(bkey, self._retention)
         pipe.zadd(BATCHES_KEY, {batch.batch_id: time.time()})
         pipe.execute()
+        dkey = bodies_key(batch.batch_id)
         seeds = iter(items)
         while chunk := list(islice(seeds, _CHUNK)):
-            mapping: dict[FieldT, EncodableT] = {
+            records: dict[FieldT, EncodableT] = {
                 s.index: ItemRecord(s.index, s.row, s.number_id).encode() for s in chunk
             }
-            pipe.hset(ikey, mapping=mapping)
+            bodies: dict[FieldT, EncodableT] = {s.index: s.body for s in chunk}
+            pipe.hset(ikey, mapping=records)
+            pipe.hset(dkey, mapping=bodies)
             pipe.expire(ikey, self._retention)
+            pipe.expire(dkey, self._retention)
             pipe.execute()
 
     def status(self, batch_id: str) -> BatchStatus | None:
@@ -162,10 +149,37 @@ class RedisReportStore:
 
     def record_outcome(self, batch_id: str, item: ItemRecord) -> bool:
         result = self._record(
-            keys=[batch_key(batch_id), items_key(batch_id)],
+            keys=_keys(batch_id),
             args=[item.index, item.status.value, item.encode(), self._retention],
         )
         return bool(result == 1)
+
+    def claim(self, batch_id: str, index: int, lease: float) -> Claim:
+        result = self._claim(keys=_keys(batch_id)[:3], args=[index, lease, self._retention])
+        return Claim(_text(result))
+
+    def release(self, batch_id: str, index: int) -> None:
+        self._redis.hdel(claims_key(batch_id), str(index))
+
+    def cancel(self, batch_id: str) -> BatchStatus | None:
+        state = _text(self._cancel(keys=[batch_key(batch_id)]))
+        if state == "missing":
+            return None
+        if state == "cancelled":
+            total = int(self._redis.hget(batch_key(batch_id), "total") or 0)
+            for first in range(0, total, _CHUNK):
+                last = min(total, first + _CHUNK) - 1
+                self._sweep(keys=_keys(batch_id), args=[first, last, self._retention])
+        return self.status(batch_id)
+
+    def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
+        if not indexes:
+            return {}
+        raws = self._redis.hmget(bodies_key(batch_id), [str(i) for i in indexes])
+        return {i: _text(r) for i, r in zip(indexes, raws, strict=True) if r is not None}
+
+    def link_retry(self, parent_id: str, child_id: str) -> None:
+        self._link(keys=[batch_key(parent_id)], args=[child_id])
 
     def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
         return bool(self._note_auth(keys=[batch_key(batch_id)], args=[limit, reason]) == 1)

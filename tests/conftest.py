@@ -101,8 +101,10 @@ def start_workers(redis_url: str, simulator: Simulator, tmp_path: Path) -> Itera
     """Start workers of this test's own (on a queue of their own), stopped at its end."""
     started: list[WorkerProcess] = []
 
-    def start(count: int = 1, concurrency: int = 8, **env: str) -> tuple[str, list[WorkerProcess]]:
-        queue = f"phonebatch-test-{uuid.uuid4().hex[:8]}"
+    def start(
+        count: int = 1, concurrency: int = 8, queue: str | None = None, **env: str
+    ) -> tuple[str, list[WorkerProcess]]:
+        queue = queue or f"phonebatch-test-{uuid.uuid4().hex[:8]}"
         full_env = worker_env(redis_url, simulator, PHONEBATCH_QUEUE=queue, **env)
         group = []
         for n in range(count):

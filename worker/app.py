@@ -27,6 +27,13 @@ def create_app(settings: Settings) -> Celery:
         worker_send_task_events=False,
         task_send_sent_event=False,
         enable_utc=True,
+        broker_transport_options={
+            # Longer than any task can run (Settings checks), so a live task is never
+            # delivered twice; a dead worker's tasks come back after it.
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
+        },
     )
     app.conf.phonebatch_settings = settings
     return app

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from jobs.redaction import redact
-from jobs.store import BatchStatus, ItemRecord, ItemStatus, Outcome, ReportStore
+from jobs.store import BatchStatus, Claim, ItemRecord, ItemStatus, Outcome, ReportStore
 from worker.errors import AuthError, DeliveryError
 from worker.retry import Attempts, Deferred
 from worker.vapi import VapiApi
@@ -48,12 +48,11 @@ class Sender(Protocol):
 HandBack = Callable[[WorkItem, Deferred], None]
 
 
-def auth_halt_reason(error: AuthError, limit: int) -> str:
+def auth_halt_reason(error: AuthError, limit: int, batch_id: str) -> str:
     return (
         f"not attempted: the Vapi API refused the key {limit} times "
         f"(HTTP {error.http_status}: {error.message}). Set VAPI_API_KEY on the workers to "
-        "your Vapi private key, restart them, and send the failed items again "
-        "(phonebatch report BATCH_ID --only failed lists them)"
+        f"your Vapi private key, restart them, then run: phonebatch retry {batch_id}"
     )
 
 
@@ -65,19 +64,26 @@ def deliver(
     sender: Sender,
     hand_back: HandBack,
     auth_failure_limit: int = 3,
+    lease: float = 120.0,
 ) -> ItemRecord | None:
-    """Send one item and record its outcome; None if it has none yet or had one already."""
+    """Send one item and record its outcome; None if it has none yet or had one already.
+
+    The item is claimed first (atomically, in the store): a cancelled batch's item is
+    marked cancelled instead of sent, and a second delivery of the same task finds it
+    taken or done and sends nothing."""
     batch = store.status(item.batch_id)
     existing = store.item(item.batch_id, item.index)
     if batch is None or existing is None:
         log.warning("no such item in the report store (expired?); nothing sent")
         return None
-    if existing.status is not ItemStatus.PENDING:
-        log.info("item already has an outcome (%s); not sent again", existing.status)
+    claim = store.claim(item.batch_id, item.index, lease)
+    if claim is not Claim.CLAIMED:
+        log.info("item not sent: %s", claim.value)
         return None
     try:
         outcome = _attempt(item, api, store, sender, batch, auth_failure_limit)
     except Deferred as deferred:
+        store.release(item.batch_id, item.index)
         hand_back(item, deferred)
         return None
     record = existing.with_outcome(outcome, finished_at=time.time())
@@ -104,7 +110,7 @@ def _attempt(
             lambda: api.update_phone_number(item.number_id, body), item.attempts
         )
     except AuthError as exc:
-        reason = auth_halt_reason(exc, auth_failure_limit)
+        reason = auth_halt_reason(exc, auth_failure_limit, item.batch_id)
         if store.note_auth_failure(item.batch_id, reason, auth_failure_limit):
             log.error("batch %s stopped: the API key was refused", item.batch_id)
         return _failed(exc, sent)

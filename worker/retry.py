@@ -62,6 +62,7 @@ class RetryPolicy:
     base: float = 0.5
     cap: float = 30.0
     inline_limit: float = 3.0
+    budget: float = 60.0  # seconds of waiting one task may spend before handing back
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
     @classmethod
@@ -72,6 +73,7 @@ class RetryPolicy:
             base=settings.backoff_base,
             cap=settings.backoff_cap,
             inline_limit=settings.inline_wait_limit,
+            budget=settings.task_time_budget,
         )
 
     def backoff(self, failures: int) -> float:
@@ -100,15 +102,18 @@ class RetryingSender:
         limiter: Limiter,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
         self.limiter = limiter
         self._sleep = sleep
+        self._clock = clock
 
     def run(self, call: Callable[[], T], attempts: Attempts) -> tuple[T, Attempts]:
         """The call's result and the attempts so far, or the last error (with
         `attempts` set on it), or `Deferred`."""
         tracker = Attempts(**attempts.as_dict())
+        started = self._clock()
 
         def attempt() -> T:
             try:
@@ -122,7 +127,8 @@ class RetryingSender:
             self._count(tracker, state)
 
         def sleep(seconds: float) -> None:
-            if seconds > self.policy.inline_limit:
+            spent = self._clock() - started
+            if seconds > self.policy.inline_limit or spent + seconds > self.policy.budget:
                 raise Deferred(seconds, tracker)
             self._sleep(seconds)
 

@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from config import Settings
 from jobs.store_redis import RedisReportStore
@@ -57,8 +59,19 @@ def pace(settings: Settings) -> Pace:
     )
 
 
+def resilient_redis(url: str) -> redis.Redis:
+    """A client that rides out a Redis restart (about 20 s of retries) instead of failing
+    the task in the middle of recording an outcome."""
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=15),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        health_check_interval=10,
+    )
+
+
 def build_runtime(settings: Settings) -> Runtime:
-    client = redis.Redis.from_url(settings.redis_url)
+    client = resilient_redis(settings.redis_url)
     in_flight = None
     if settings.max_in_flight:
         # A lease outlives the longest request, so only a dead worker's places expire.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis
+from celery.exceptions import Reject
 from celery.signals import worker_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
 
@@ -57,14 +59,25 @@ def update_phone_number(
 ) -> None:
     runtime = get_runtime(_settings())
     item = WorkItem(batch_id, index, row, number_id, body, Attempts.from_dict(attempts))
-    record = deliver(
-        item,
-        api=runtime.api,
-        store=runtime.store,
-        sender=runtime.sender,
-        hand_back=runtime.hand_back,
-        auth_failure_limit=runtime.settings.auth_failure_limit,
-    )
+    try:
+        record = deliver(
+            item,
+            api=runtime.api,
+            store=runtime.store,
+            sender=runtime.sender,
+            hand_back=runtime.hand_back,
+            auth_failure_limit=runtime.settings.auth_failure_limit,
+            lease=runtime.settings.claim_lease,
+        )
+    except redis.RedisError as exc:
+        # Redis stayed away past the client's retries: the item must stay queued. Give
+        # our claim back if we can, and have the broker put the message back; if Redis
+        # cannot take even that, the message waits in `unacked` for the visibility
+        # timeout, which outlasts the claim.
+        log.warning("batch %s row %s: Redis unavailable (%s); requeued", batch_id, row, exc)
+        with contextlib.suppress(redis.RedisError):
+            runtime.store.release(batch_id, index)
+        raise Reject(str(exc), requeue=True) from exc
     if record is not None:
         log.info(
             "batch %s row %s number %s: %s (HTTP %s, %s attempt(s))",

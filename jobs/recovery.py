@@ -1,0 +1,145 @@
+"""Find a batch's tasks wherever they are, tell a stalled batch, and resume it.
+
+A batch's tasks live in three places in Redis: the queue (a list), the hand-back sorted
+set (`worker.deferral`), and kombu's `unacked` hash (tasks a worker holds, with their
+delivery time in `unacked_index`). A batch is stalled when items are pending and none of
+them has a task anywhere that can still run: a task a dead worker held counts as
+stranded once its delivery is older than the longest a task can run.
+
+`resume` puts stranded tasks straight back on the queue (what kombu itself does once the
+visibility timeout passes) and re-enqueues the pending items that have no task at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import redis
+
+from jobs.producer import enqueue_items
+from jobs.store import BatchStatus, ItemStatus, ReportStore, iter_items
+from jobs.validation import BatchItem
+from worker.deferral import deferred_key
+
+UNACKED_KEY = "unacked"  # kombu's Redis transport defaults
+UNACKED_INDEX_KEY = "unacked_index"
+_SCAN = 1000
+
+# KEYS: 1 unacked hash, 2 unacked index, 3 queue. ARGV: 1 delivery tag, 2 message.
+# kombu's own restore, for one tag: the message goes back where consumers take next.
+# Only the caller that removes the tag pushes, so a restore racing kombu's runs once.
+RESTORE = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('RPUSH', KEYS[3], ARGV[2])
+return 1
+"""
+
+
+@dataclass
+class TaskCensus:
+    """Where a batch's tasks are: item indexes by place."""
+
+    queued: set[int] = field(default_factory=set)
+    deferred: set[int] = field(default_factory=set)
+    held: set[int] = field(default_factory=set)  # by a worker, recently: can still run
+    stranded: dict[str, tuple[int, str]] = field(default_factory=dict)  # tag -> index, message
+
+    @property
+    def live(self) -> set[int]:
+        return self.queued | self.deferred | self.held
+
+
+def _index_of(message: bytes | str, batch_id: str) -> int | None:
+    """The item index of an update-task message of this batch, else None."""
+    text = message.decode() if isinstance(message, bytes) else message
+    if f"batch={batch_id}," not in text:  # the argsrepr names the batch: skip the rest fast
+        return None
+    envelope = json.loads(text)
+    args = json.loads(base64.b64decode(envelope["body"]))[0]
+    return int(args[1]) if args and args[0] == batch_id else None
+
+
+def _list_members(client: redis.Redis, key: str) -> Iterator[bytes | str]:
+    length = int(client.llen(key))
+    for start in range(0, length, _SCAN):
+        yield from client.lrange(key, start, start + _SCAN - 1)
+
+
+def census(client: redis.Redis, queue: str, batch_id: str, stale_after: float) -> TaskCensus:
+    found = TaskCensus()
+    for message in _list_members(client, queue):
+        if (index := _index_of(message, batch_id)) is not None:
+            found.queued.add(index)
+    deferred: list[bytes] = client.zrange(deferred_key(queue), 0, -1)  # type: ignore[assignment]
+    for message in deferred:
+        if (index := _index_of(message, batch_id)) is not None:
+            found.deferred.add(index)
+    server_now = float(client.time()[0])
+    scored: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
+        UNACKED_INDEX_KEY, 0, -1, withscores=True
+    )
+    delivered = dict(scored)
+    for tag, payload in client.hscan_iter(UNACKED_KEY, count=_SCAN):
+        message, _exchange, routing_key = json.loads(payload)
+        if routing_key != queue:
+            continue
+        text = json.dumps(message)
+        index = _index_of(text, batch_id)
+        if index is None:
+            continue
+        age = server_now - delivered.get(tag, server_now)
+        if age > stale_after:
+            message["headers"]["redelivered"] = True
+            found.stranded[tag.decode()] = (index, json.dumps(message))
+        else:
+            found.held.add(index)
+    return found
+
+
+def is_quiet(status: BatchStatus, now: float, quiet_after: float) -> bool:
+    """Pending work and no claim or outcome for a while: worth a closer look."""
+    last = status.active_at or status.created_at
+    return not status.done and status.counts.pending > 0 and now - last > quiet_after
+
+
+def is_stalled(client: redis.Redis, queue: str, status: BatchStatus, stale_after: float) -> bool:
+    """Pending items and no task that can still run: only `resume` moves it on."""
+    if not is_quiet(status, time.time(), stale_after):
+        return False
+    return not census(client, queue, status.batch_id, stale_after).live
+
+
+@dataclass(frozen=True)
+class Resumed:
+    restored: int  # stranded tasks put back on the queue
+    reenqueued: int  # pending items that had no task at all
+
+
+def resume(
+    store: ReportStore, client: redis.Redis, queue: str, batch_id: str, stale_after: float
+) -> Resumed:
+    status = store.status(batch_id)
+    if status is None or status.done:
+        return Resumed(0, 0)
+    found = census(client, queue, batch_id, stale_after)
+    restore = client.register_script(RESTORE)
+    restored = sum(
+        int(restore(keys=[UNACKED_KEY, UNACKED_INDEX_KEY, queue], args=[tag, message]))
+        for tag, (_, message) in found.stranded.items()
+    )
+    covered = found.live | {index for index, _ in found.stranded.values()}
+    missing = [
+        record
+        for record in iter_items(store, batch_id, status.counts.total)
+        if record.status is ItemStatus.PENDING and record.index not in covered
+    ]
+    bodies = store.bodies(batch_id, [r.index for r in missing])
+    known = [r for r in missing if r.index in bodies]
+    items = [BatchItem(r.row, r.number_id, bodies[r.index]) for r in known]
+    enqueue_items(client, queue, batch_id, items, indexes=[r.index for r in known])
+    return Resumed(restored, len(items))

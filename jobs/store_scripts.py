@@ -1,0 +1,139 @@
+"""The report store's Lua scripts: each step that must be atomic is one script.
+
+Every script reads the Redis server's clock, so hosts with skewed clocks agree. Keys of a
+batch: B = batch hash, I = items hash, C = claims hash (index -> lease expiry),
+D = bodies hash (index -> request body). Item records are JSON; Redis's cjson reads and
+writes them.
+"""
+
+_NOW = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local stamp = string.format('%.6f', now)
+"""
+
+# KEYS: B, I, C, D. ARGV: 1 item index, 2 new status, 3 item record (JSON), 4 retention (s)
+# Returns 1 when the item moved out of `pending`, 0 when it already had an outcome,
+# -1 when there is no such item.
+RECORD_OUTCOME = (
+    _NOW
+    + """
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if not current then return -1 end
+if cjson.decode(current)['status'] ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HDEL', KEYS[3], ARGV[1])
+local pending = redis.call('HINCRBY', KEYS[1], 'pending', -1)
+redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+redis.call('HSET', KEYS[1], 'active_at', stamp)
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', stamp)
+  state = 'running'
+end
+if pending <= 0 then
+  if state == 'running' then
+    redis.call('HSET', KEYS[1], 'state', 'completed', 'finished_at', stamp)
+  end
+  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+end
+return 1
+"""
+)
+
+# KEYS: B, I, C. ARGV: 1 item index, 2 lease (s), 3 retention (s)
+# Returns a `Claim` value. In a cancelled batch the item is marked cancelled here, so
+# no run can send it whatever the order of events.
+CLAIM = (
+    _NOW
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+local current = redis.call('HGET', KEYS[2], ARGV[1])
+if not state or not current then return 'missing' end
+local item = cjson.decode(current)
+if item['status'] ~= 'pending' then return 'done' end
+if state == 'cancelled' then
+  item['status'] = 'cancelled'
+  item['finished_at'] = now
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(item))
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HINCRBY', KEYS[1], 'pending', -1)
+  redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
+  return 'cancelled'
+end
+local lease = tonumber(redis.call('HGET', KEYS[3], ARGV[1]))
+if lease and lease > now then return 'busy' end
+redis.call('HSET', KEYS[3], ARGV[1], string.format('%.6f', now + tonumber(ARGV[2])))
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('HSET', KEYS[1], 'active_at', stamp)
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', stamp)
+end
+return 'claimed'
+"""
+)
+
+# KEYS: B. Returns the state the batch is in afterwards ('missing' if there is none).
+CANCEL = (
+    _NOW
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state == 'completed' or state == 'cancelled' then return state end
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', stamp, 'active_at', stamp)
+return 'cancelled'
+"""
+)
+
+# KEYS: B, I, C, D. ARGV: 1 first index, 2 last index, 3 retention (s)
+# Marks every pending item of the range that no live run holds as cancelled.
+SWEEP_CANCELLED = (
+    _NOW
+    + """
+local swept = 0
+for index = tonumber(ARGV[1]), tonumber(ARGV[2]) do
+  local current = redis.call('HGET', KEYS[2], index)
+  if current then
+    local item = cjson.decode(current)
+    local lease = tonumber(redis.call('HGET', KEYS[3], index))
+    if item['status'] == 'pending' and not (lease and lease > now) then
+      item['status'] = 'cancelled'
+      item['finished_at'] = now
+      redis.call('HSET', KEYS[2], index, cjson.encode(item))
+      redis.call('HDEL', KEYS[3], index)
+      swept = swept + 1
+    end
+  end
+end
+if swept > 0 then
+  redis.call('HINCRBY', KEYS[1], 'cancelled', swept)
+  if redis.call('HINCRBY', KEYS[1], 'pending', -swept) <= 0 then
+    for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  end
+end
+return swept
+"""
+)
+
+# KEYS: B. ARGV: 1 limit, 2 reason. Returns 1 if the batch is halted.
+NOTE_AUTH_FAILURE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local failures = redis.call('HINCRBY', KEYS[1], 'auth_failures', 1)
+local halted = redis.call('HGET', KEYS[1], 'halted_reason')
+if halted and halted ~= '' then return 1 end
+if failures >= tonumber(ARGV[1]) then
+  redis.call('HSET', KEYS[1], 'halted_reason', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: parent B. ARGV: 1 child batch id.
+LINK_RETRY = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local children = redis.call('HGET', KEYS[1], 'retried_by')
+if children and children ~= '' then children = children .. ',' .. ARGV[1]
+else children = ARGV[1] end
+redis.call('HSET', KEYS[1], 'retried_by', children)
+return 1
+"""

@@ -1,0 +1,230 @@
+"""Nothing lost, nothing counted twice: workers killed, Redis restarted, batches cancelled,
+retried and resumed, with real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from jobs.recovery import UNACKED_INDEX_KEY, UNACKED_KEY, census
+from jobs.services import free_port, start_redis_server, start_worker, stop
+from jobs.store import BatchState, ItemStatus, iter_items
+from jobs.store_redis import RedisReportStore, batch_key
+from simulator.state import generate_numbers
+from tests.conftest import StartWorkers, worker_env
+from tests.helpers import Simulator, WorkerProcess, run_cli, submit_rows, wait_for_batch
+
+pytestmark = pytest.mark.e2e
+
+HEADER = "id,provider,assistantId"
+# Short timeouts make a task's longest run (its claim lease) about 14 s, so the broker's
+# visibility timeout, which must outlast it, can be 16 s: a dead worker's tasks come back
+# within a test's patience.
+QUICK_RECOVERY = {
+    "PHONEBATCH_TASK_TIME_BUDGET": "2",
+    "PHONEBATCH_CONNECT_TIMEOUT": "0.5",
+    "PHONEBATCH_READ_TIMEOUT": "0.5",
+    "PHONEBATCH_WRITE_TIMEOUT": "0.5",
+    "PHONEBATCH_POOL_TIMEOUT": "0.5",
+    "PHONEBATCH_VISIBILITY_TIMEOUT": "16",
+}
+
+
+def _rows(numbers: list[dict[str, object]], assistant: str) -> list[str]:
+    return [f"{n['id']},{n['provider']},{assistant}" for n in numbers]
+
+
+def _progress(store: RedisReportStore, batch_id: str) -> int:
+    status = store.status(batch_id)
+    assert status is not None
+    return status.counts.total - status.counts.pending
+
+
+def _wait_for_progress(store: RedisReportStore, batch_id: str, done: int) -> None:
+    deadline = time.monotonic() + 60
+    while _progress(store, batch_id) < done:
+        assert time.monotonic() < deadline, "the batch made no progress"
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
+    redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers
+) -> None:
+    numbers = generate_numbers(600, seed=41)
+    simulator.reset(numbers)
+    simulator.set_faults(latency_ms=20)
+    env = QUICK_RECOVERY | {"PHONEBATCH_RATE_LIMIT": "60"}
+    queue, workers = start_workers(count=2, concurrency=8, **env)
+    store, batch_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_after"))
+
+    _wait_for_progress(store, batch_id, 180)  # about 30%
+    os.killpg(workers[0].process.pid, signal.SIGKILL)
+    workers[0].process.wait(timeout=10)
+    _, more = start_workers(count=1, concurrency=8, queue=queue, **env)
+
+    final = wait_for_batch(store, batch_id, [workers[1], *more], timeout=120)
+
+    assert final.state is BatchState.COMPLETED
+    assert final.counts.as_dict() == {
+        "total": 600, "pending": 0, "succeeded": 600, "failed": 0, "skipped": 0, "cancelled": 0,
+    }  # fmt: skip
+    items = list(iter_items(store, batch_id, 600))
+    assert len(items) == 600 and {r.status for r in items} == {ItemStatus.SUCCEEDED}
+    state = simulator.numbers()
+    assert all(state[str(n["id"])]["assistantId"] == "asst_after" for n in numbers)
+    assert len({r["id"] for r in simulator.requests("PATCH")}) == 600
+
+
+def test_a_redis_restart_mid_batch_loses_nothing(tmp_path: Path, simulator: Simulator) -> None:
+    port = free_port()
+    directory = tmp_path / "redis-aof"
+    url = f"redis://127.0.0.1:{port}/0"
+    server = start_redis_server(port, directory, appendonly=True)
+    worker: WorkerProcess | None = None
+    try:
+        client = redis.Redis.from_url(url)
+        numbers = generate_numbers(300, seed=42)
+        simulator.reset(numbers)
+        simulator.set_faults(latency_ms=20)
+        env = worker_env(url, simulator, PHONEBATCH_QUEUE="q-restart", PHONEBATCH_RATE_LIMIT="40")
+        log = tmp_path / "worker.log"
+        worker = WorkerProcess(start_worker(env=env | QUICK_RECOVERY, concurrency=8, log=log), log)
+        store, batch_id = submit_rows(client, "q-restart", HEADER, _rows(numbers, "asst_r"))
+        _wait_for_progress(store, batch_id, 100)
+
+        stop(server)  # SIGTERM: Redis writes its append-only file and exits
+        server = start_redis_server(port, directory, appendonly=True)
+
+        final = wait_for_batch(store, batch_id, [worker], timeout=120)
+        assert final.counts.succeeded == 300 and final.counts.pending == 0
+        state = simulator.numbers()
+        assert all(state[str(n["id"])]["assistantId"] == "asst_r" for n in numbers)
+        assert "Connection to broker lost" in log.read_text()  # the restart really happened
+    finally:
+        if worker is not None:
+            stop(worker.process)
+        stop(server)
+
+
+def test_cancel_mid_batch_sends_nothing_more_for_cancelled_items(
+    redis_url: str, redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers
+) -> None:
+    numbers = generate_numbers(300, seed=43)
+    simulator.reset(numbers)
+    queue, workers = start_workers(count=2, concurrency=8, PHONEBATCH_RATE_LIMIT="20")
+    store, batch_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_x"))
+    _wait_for_progress(store, batch_id, 40)
+
+    result = run_cli("cancel", batch_id, env={"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue})
+    cancelled_at = time.time()
+
+    assert result.returncode == 0, result.stderr
+    assert f"Batch {batch_id} cancelled" in result.stdout
+    final = wait_for_batch(store, batch_id, workers, timeout=30)
+    deadline = time.monotonic() + 10
+    while (
+        (status := store.status(batch_id)) and status.counts.pending and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)  # requests in flight at the cancel finish and are recorded
+    assert status is not None and status.state is BatchState.CANCELLED
+    assert status.counts.pending == 0
+    assert status.counts.succeeded + status.counts.cancelled == 300
+    assert status.counts.cancelled > 150
+    items = {r.number_id: r.status for r in iter_items(store, batch_id, 300)}
+    patches = simulator.requests("PATCH")
+    sent = {r["id"] for r in patches}
+    assert all(items[i] is ItemStatus.SUCCEEDED for i in sent)
+    late = [r for r in patches if r["at"] > cancelled_at and items[r["id"]] is ItemStatus.CANCELLED]
+    assert late == []
+    assert final.state is BatchState.CANCELLED
+    time.sleep(1.0)
+    assert len(simulator.requests("PATCH")) == len(patches)  # and nothing at all later
+
+
+def test_retry_makes_a_linked_batch_of_the_failed_items(
+    redis_url: str, redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers
+) -> None:
+    numbers = generate_numbers(15, seed=44)
+    simulator.reset(numbers[:10])  # the last five are unknown to the API for now
+    queue, workers = start_workers(count=1, concurrency=4)
+    env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
+    store, parent_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_y"))
+    first = wait_for_batch(store, parent_id, workers)
+    assert (first.counts.succeeded, first.counts.failed) == (10, 5)
+    simulator.reset(numbers)  # now the API knows them
+
+    result = run_cli("retry", parent_id, "--wait", "--json", env=env)
+
+    assert result.returncode == 0, result.stderr
+    child = json.loads(result.stdout)
+    assert child["parent_id"] == parent_id
+    assert child["counts"]["total"] == 5 and child["counts"]["succeeded"] == 5
+    parent = json.loads(run_cli("status", parent_id, "--json", env=env).stdout)
+    assert parent["retried_by"] == [child["batch_id"]]
+    rows = [r.row for r in iter_items(store, child["batch_id"], 5)]
+    assert rows == [12, 13, 14, 15, 16]  # the rows of the original file
+    again = run_cli("retry", child["batch_id"], env=env)
+    assert again.returncode == 1 and "no failed items" in again.stderr
+
+
+@pytest.fixture
+def lost_batch(redis_client: redis.Redis) -> Iterator[tuple[RedisReportStore, str, str]]:
+    numbers = generate_numbers(50, seed=45)
+    store, batch_id = submit_rows(redis_client, "q-lost", HEADER, _rows(numbers, "asst_z"))
+    yield store, batch_id, "q-lost"
+
+
+def test_status_says_stalled_and_resume_reenqueues_exactly_the_missing(
+    redis_url: str,
+    redis_client: redis.Redis,
+    simulator: Simulator,
+    lost_batch: tuple[RedisReportStore, str, str],
+    tmp_path: Path,
+) -> None:
+    store, batch_id, queue = lost_batch
+    simulator.reset(generate_numbers(50, seed=45))
+    # Lose 20 of the 50 tasks (as a Redis without persistence would on a restart), and
+    # strand 5 more in `unacked` as a killed worker leaves them, delivered long ago.
+    for _ in range(20):
+        redis_client.lpop(queue)
+    for n in range(5):
+        message = redis_client.rpop(queue)
+        assert message is not None
+        envelope = json.loads(message)
+        tag = f"dead-worker-{n}"
+        redis_client.hset(UNACKED_KEY, tag, json.dumps([envelope, "", queue]))
+        redis_client.zadd(UNACKED_INDEX_KEY, {tag: time.time() - 3600})
+    redis_client.hset(batch_key(batch_id), "created_at", f"{time.time() - 3600:.6f}")
+    env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
+
+    before = json.loads(run_cli("status", batch_id, "--json", env=env).stdout)
+    assert before["stalled"] is False  # 25 tasks are still queued: not stalled yet
+    for _ in range(25):
+        redis_client.rpop(queue)  # now none is left but the stranded five
+    stalled = run_cli("status", batch_id, env=env)
+    assert "stalled" in stalled.stdout and f"phonebatch resume {batch_id}" in stalled.stdout
+
+    resumed = run_cli("resume", batch_id, env=env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "45 items re-enqueued, 5 tasks of stopped workers put back" in resumed.stdout
+    found = census(redis_client, queue, batch_id, stale_after=60)
+    assert found.queued == set(range(50)) and not found.stranded
+    log = tmp_path / "w.log"
+    env_worker = worker_env(redis_url, simulator, PHONEBATCH_QUEUE=queue)
+    worker = WorkerProcess(start_worker(env=env_worker, concurrency=8, log=log), log)
+    try:
+        final = wait_for_batch(store, batch_id, [worker])
+    finally:
+        stop(worker.process)
+    assert final.counts.succeeded == 50
+    assert len(simulator.requests("PATCH")) == 50  # each exactly once
+    after = json.loads(run_cli("status", batch_id, "--json", env=env).stdout)
+    assert after["stalled"] is False

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -175,10 +174,10 @@ def test_retry_makes_a_linked_batch_of_the_failed_items(
 
 
 @pytest.fixture
-def lost_batch(redis_client: redis.Redis) -> Iterator[tuple[RedisReportStore, str, str]]:
+def lost_batch(redis_client: redis.Redis) -> tuple[RedisReportStore, str, str]:
     numbers = generate_numbers(50, seed=45)
     store, batch_id = submit_rows(redis_client, "q-lost", HEADER, _rows(numbers, "asst_z"))
-    yield store, batch_id, "q-lost"
+    return store, batch_id, "q-lost"
 
 
 def test_status_says_stalled_and_resume_reenqueues_exactly_the_missing(

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TextIO
 
 import redis
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from config import Settings, load_settings
@@ -25,6 +26,7 @@ from jobs.producer import submit_batch
 from jobs.progress import watch
 from jobs.recovery import is_stalled
 from jobs.recovery import resume as resume_batch
+from jobs.redaction import REDACTED
 from jobs.report import (
     ITEM_HEADER,
     iso_time,
@@ -156,7 +158,8 @@ def _status(store: RedisReportStore, batch_id: str) -> BatchStatus:
     if status is None:
         raise CliError(
             f"no batch {batch_id!r} (reports are kept "
-            f"{settings().report_retention_days:g} days; `phonebatch list` shows what there is)"
+            f"{settings().report_retention_days:g} days; `phonebatch list` shows what there is)",
+            EXIT_INVALID,
         )
     return status
 
@@ -328,9 +331,23 @@ def retry(
     if not failed:
         raise CliError(f"batch {batch_id} has no failed items to retry")
     bodies = store.bodies(batch_id, [r.index for r in failed])
-    items = [BatchItem(r.row, r.number_id, bodies[r.index]) for r in failed if r.index in bodies]
-    if len(items) < len(failed):
+    if len(bodies) < len(failed):
         raise CliError(f"the request bodies of batch {batch_id} are gone (expired?)")
+    # Secrets are not kept once an item is sent: those rows must come from the file.
+    without = [r for r in failed if f'"{REDACTED}"' in bodies[r.index]]
+    if without:
+        rows = ", ".join(str(r.row) for r in without[:20])
+        err.print(
+            f"{len(without)} failed items carried secret fields, which are not kept once "
+            f"sent; submit them again from your file (rows {rows})",
+            markup=False,
+        )
+    skipped = {r.index for r in without}
+    items = [
+        BatchItem(r.row, r.number_id, bodies[r.index]) for r in failed if r.index not in skipped
+    ]
+    if not items:
+        raise CliError("nothing to retry here")
     child = submit_batch(
         items, store=store, broker=store.client, queue=settings().queue,
         name=f"retry of {parent.name}", source=parent.source, parent_id=batch_id,
@@ -505,6 +522,11 @@ def main() -> None:
         app()
     except InputError as exc:
         _fail(str(exc), EXIT_INVALID, exc)
+    except ValidationError as exc:  # the settings: environment or .env
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"bad configuration: {problems}", EXIT_INVALID, exc)
     except CliError as exc:
         _fail(str(exc), exc.code, exc)
     except redis.ConnectionError as exc:

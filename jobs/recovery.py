@@ -79,7 +79,8 @@ def census(client: redis.Redis, queue: str, batch_id: str, stale_after: float) -
     for message in deferred:
         if (index := _index_of(message, batch_id)) is not None:
             found.deferred.add(index)
-    server_now = float(client.time()[0])
+    # kombu stamps a delivery with the worker host's clock: compare with a host clock.
+    host_now = time.time()
     scored: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
         UNACKED_INDEX_KEY, 0, -1, withscores=True
     )
@@ -92,7 +93,7 @@ def census(client: redis.Redis, queue: str, batch_id: str, stale_after: float) -
         index = _index_of(text, batch_id)
         if index is None:
             continue
-        age = server_now - delivered.get(tag, server_now)
+        age = host_now - delivered.get(tag, host_now)
         if age > stale_after:
             message["headers"]["redelivered"] = True
             found.stranded[tag.decode()] = (index, json.dumps(message))
@@ -109,7 +110,8 @@ def is_quiet(status: BatchStatus, now: float, quiet_after: float) -> bool:
 
 def is_stalled(client: redis.Redis, queue: str, status: BatchStatus, stale_after: float) -> bool:
     """Pending items and no task that can still run: only `resume` moves it on."""
-    if not is_quiet(status, time.time(), stale_after):
+    seconds, micros = client.time()  # batch times come from the Redis server's clock
+    if not is_quiet(status, seconds + micros / 1e6, stale_after):
         return False
     return not census(client, queue, status.batch_id, stale_after).live
 

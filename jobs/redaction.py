@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 REDACTED = "***"
@@ -10,6 +11,16 @@ REDACTED = "***"
 _SECRET_FIELDS = frozenset({"twilioAuthToken", "twilioApiSecret"})
 # Objects whose every value may be a credential (an Authorization header, a SIP token).
 _SECRET_MAPS = frozenset({"headers", "sipHeaders"})
+
+
+def is_secret_path(path: Sequence[str | int]) -> bool:
+    """Whether a value at this body path is a secret (a path as the validator reports it)."""
+    names = [p for p in path if isinstance(p, str)]
+    if not names:
+        return False
+    if names[-1] in _SECRET_FIELDS or any(n in _SECRET_MAPS for n in names[:-1]):
+        return True
+    return names[-2:] == ["authentication", "password"]
 
 
 def redact(body: Any, *, parent: str | None = None) -> Any:

@@ -185,8 +185,11 @@ class ReportStore(Protocol):
         """The batch's state and counters, in constant time."""
         ...
 
-    def record_outcome(self, batch_id: str, item: ItemRecord) -> bool:
-        """Store a final outcome; False if the item already had one (nothing changes)."""
+    def record_outcome(self, batch_id: str, item: ItemRecord, keep_body: str | None = None) -> bool:
+        """Store a final outcome; False if the item already had one (nothing changes).
+
+        `keep_body` replaces the kept request body: the sender passes it redacted, so
+        secrets stay in Redis only while an item waits to be sent."""
         ...
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None: ...
@@ -195,8 +198,9 @@ class ReportStore(Protocol):
         """Count a refused key; at `limit`, halt the batch with `reason`. True if halted."""
         ...
 
-    def claim(self, batch_id: str, index: int, lease: float) -> Claim:
-        """Take the item for one run, for `lease` seconds, unless that makes no sense."""
+    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
+        """Take the item for the run `owner` (a task id) for `lease` seconds, unless that
+        makes no sense; for `BUSY`, also how long the other run's lease has left."""
         ...
 
     def release(self, batch_id: str, index: int) -> None:

@@ -24,7 +24,7 @@ class _Batch:
     status: BatchStatus
     items: dict[int, ItemRecord] = field(default_factory=dict)
     bodies: dict[int, str] = field(default_factory=dict)
-    claims: dict[int, float] = field(default_factory=dict)  # index -> lease expiry
+    claims: dict[int, tuple[float, str]] = field(default_factory=dict)  # lease expiry, owner
     auth_failures: int = 0
 
 
@@ -55,7 +55,7 @@ class MemoryReportStore:
             entry = self._batches.get(batch_id)
             return entry.status if entry else None
 
-    def record_outcome(self, batch_id: str, item: ItemRecord) -> bool:
+    def record_outcome(self, batch_id: str, item: ItemRecord, keep_body: str | None = None) -> bool:
         with self._lock:
             entry = self._batches.get(batch_id)
             current = entry.items.get(item.index) if entry else None
@@ -63,28 +63,31 @@ class MemoryReportStore:
                 return False
             entry.items[item.index] = item
             entry.claims.pop(item.index, None)
+            if keep_body:
+                entry.bodies[item.index] = keep_body
             entry.status = _counted(entry.status, item.status, 1)
             return True
 
-    def claim(self, batch_id: str, index: int, lease: float) -> Claim:
+    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
         now = time.time()
         with self._lock:
             entry = self._batches.get(batch_id)
             current = entry.items.get(index) if entry else None
             if entry is None or current is None:
-                return Claim.MISSING
+                return Claim.MISSING, 0.0
             if current.status is not ItemStatus.PENDING:
-                return Claim.DONE
+                return Claim.DONE, 0.0
             if entry.status.state is BatchState.CANCELLED:
                 entry.items[index] = replace(current, status=ItemStatus.CANCELLED, finished_at=now)
                 entry.claims.pop(index, None)
                 entry.status = _counted(entry.status, ItemStatus.CANCELLED, 1)
-                return Claim.CANCELLED
-            if entry.claims.get(index, 0.0) > now:
-                return Claim.BUSY
-            entry.claims[index] = now + lease
+                return Claim.CANCELLED, 0.0
+            expiry, holder = entry.claims.get(index, (0.0, ""))
+            if expiry > now and holder != owner:
+                return Claim.BUSY, expiry - now
+            entry.claims[index] = (now + lease, owner)
             entry.status = _active(entry.status, now)
-            return Claim.CLAIMED
+            return Claim.CLAIMED, 0.0
 
     def release(self, batch_id: str, index: int) -> None:
         with self._lock:
@@ -105,7 +108,7 @@ class MemoryReportStore:
             if entry.status.state is BatchState.CANCELLED:
                 swept = 0
                 for index, record in entry.items.items():
-                    live = entry.claims.get(index, 0.0) > now
+                    live = entry.claims.get(index, (0.0, ""))[0] > now
                     if record.status is ItemStatus.PENDING and not live:
                         entry.items[index] = replace(
                             record, status=ItemStatus.CANCELLED, finished_at=now

@@ -147,16 +147,18 @@ class RedisReportStore:
         raw = self._redis.hgetall(batch_key(batch_id))
         return decode_status(batch_id, raw) if raw else None
 
-    def record_outcome(self, batch_id: str, item: ItemRecord) -> bool:
+    def record_outcome(self, batch_id: str, item: ItemRecord, keep_body: str | None = None) -> bool:
         result = self._record(
             keys=_keys(batch_id),
-            args=[item.index, item.status.value, item.encode(), self._retention],
+            args=[item.index, item.status.value, item.encode(), self._retention, keep_body or ""],
         )
         return bool(result == 1)
 
-    def claim(self, batch_id: str, index: int, lease: float) -> Claim:
-        result = self._claim(keys=_keys(batch_id)[:3], args=[index, lease, self._retention])
-        return Claim(_text(result))
+    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
+        claim, left = self._claim(
+            keys=_keys(batch_id)[:3], args=[index, lease, self._retention, owner]
+        )
+        return Claim(_text(claim)), float(left)
 
     def release(self, batch_id: str, index: int) -> None:
         self._redis.hdel(claims_key(batch_id), str(index))

@@ -1,8 +1,9 @@
 """The report store's Lua scripts: each step that must be atomic is one script.
 
 Every script reads the Redis server's clock, so hosts with skewed clocks agree. Keys of a
-batch: B = batch hash, I = items hash, C = claims hash (index -> lease expiry),
-D = bodies hash (index -> request body). Item records are JSON; Redis's cjson reads and
+batch: B = batch hash, I = items hash, C = claims hash (index -> "lease expiry|owner",
+the owner being the task id of the run holding it), D = bodies hash (index -> request
+body). Item records are JSON; Redis's cjson reads and
 writes them.
 """
 
@@ -10,9 +11,15 @@ _NOW = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local stamp = string.format('%.6f', now)
+local function lease_of(claim)
+  if not claim then return nil, nil end
+  local expiry, owner = string.match(claim, '^([^|]+)|(.*)$')
+  return tonumber(expiry), owner
+end
 """
 
-# KEYS: B, I, C, D. ARGV: 1 item index, 2 new status, 3 item record (JSON), 4 retention (s)
+# KEYS: B, I, C, D. ARGV: 1 item index, 2 new status, 3 item record (JSON), 4 retention (s),
+# 5 the body to keep from now on ('' to keep it as it is: a sent item's secrets go).
 # Returns 1 when the item moved out of `pending`, 0 when it already had an outcome,
 # -1 when there is no such item.
 RECORD_OUTCOME = (
@@ -23,6 +30,7 @@ if not current then return -1 end
 if cjson.decode(current)['status'] ~= 'pending' then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HDEL', KEYS[3], ARGV[1])
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[5]) end
 local pending = redis.call('HINCRBY', KEYS[1], 'pending', -1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 redis.call('HSET', KEYS[1], 'active_at', stamp)
@@ -41,17 +49,19 @@ return 1
 """
 )
 
-# KEYS: B, I, C. ARGV: 1 item index, 2 lease (s), 3 retention (s)
-# Returns a `Claim` value. In a cancelled batch the item is marked cancelled here, so
-# no run can send it whatever the order of events.
+# KEYS: B, I, C. ARGV: 1 item index, 2 lease (s), 3 retention (s), 4 owner (a task id)
+# Returns {claim, seconds}: a `Claim` value, and for 'busy' how long the other run's
+# lease has left. In a cancelled batch the item is marked cancelled here, so no run can
+# send it whatever the order of events. The same owner claiming again (a redelivered
+# task, a retried command) gets the item back.
 CLAIM = (
     _NOW
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 local current = redis.call('HGET', KEYS[2], ARGV[1])
-if not state or not current then return 'missing' end
+if not state or not current then return {'missing', '0'} end
 local item = cjson.decode(current)
-if item['status'] ~= 'pending' then return 'done' end
+if item['status'] ~= 'pending' then return {'done', '0'} end
 if state == 'cancelled' then
   item['status'] = 'cancelled'
   item['finished_at'] = now
@@ -59,17 +69,18 @@ if state == 'cancelled' then
   redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('HINCRBY', KEYS[1], 'pending', -1)
   redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
-  return 'cancelled'
+  return {'cancelled', '0'}
 end
-local lease = tonumber(redis.call('HGET', KEYS[3], ARGV[1]))
-if lease and lease > now then return 'busy' end
-redis.call('HSET', KEYS[3], ARGV[1], string.format('%.6f', now + tonumber(ARGV[2])))
+local lease, owner = lease_of(redis.call('HGET', KEYS[3], ARGV[1]))
+if lease and lease > now and owner ~= ARGV[4] then return {'busy', tostring(lease - now)} end
+local claim = string.format('%.6f', now + tonumber(ARGV[2])) .. '|' .. ARGV[4]
+redis.call('HSET', KEYS[3], ARGV[1], claim)
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 redis.call('HSET', KEYS[1], 'active_at', stamp)
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', stamp)
 end
-return 'claimed'
+return {'claimed', '0'}
 """
 )
 
@@ -95,7 +106,7 @@ for index = tonumber(ARGV[1]), tonumber(ARGV[2]) do
   local current = redis.call('HGET', KEYS[2], index)
   if current then
     local item = cjson.decode(current)
-    local lease = tonumber(redis.call('HGET', KEYS[3], index))
+    local lease = lease_of(redis.call('HGET', KEYS[3], index))
     if item['status'] == 'pending' and not (lease and lease > now) then
       item['status'] = 'cancelled'
       item['finished_at'] = now

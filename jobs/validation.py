@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 from jobs.coercion import CellProblem, merge, nest
 from jobs.fields import PathPart, field_names, format_path, readable_path
 from jobs.models import PROVIDERS, UPDATE_MODELS, dump_body, wire_fields
+from jobs.redaction import REDACTED, is_secret_path
 from jobs.sources import InputError, RawRecord
 
 _QUOTED = re.compile(r"'([^']*)'")
@@ -179,6 +180,8 @@ def _row_errors(
     for error in exc.errors(include_url=False):
         path = readable_path(model, error["loc"])
         column, inner = columns.find(path)
+        if is_secret_path(path):
+            error = {**error, "input": REDACTED}  # never echo a secret back
         message = describe(model, provider, error, path)
         if inner:
             message = f"{format_path(path)}: {message}"

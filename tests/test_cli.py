@@ -78,7 +78,7 @@ def test_input_problems_are_one_line_with_exit_2(tmp_path: Path) -> None:
 def test_unknown_batch_and_unknown_format(redis_url: str, redis_client: redis.Redis) -> None:
     env = {"REDIS_URL": redis_url}
     result = run_cli("status", "20990101-000000-abcdef", env=env)
-    assert result.returncode == 1 and "no batch '20990101-000000-abcdef'" in result.stderr
+    assert result.returncode == 2 and "no batch '20990101-000000-abcdef'" in result.stderr
     bad = run_cli("report", "x", "--format", "xml", env=env)
     assert bad.returncode == 2 and "use table, json or csv" in bad.stderr
 

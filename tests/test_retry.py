@@ -158,3 +158,16 @@ def test_policy_from_settings() -> None:
     settings = Settings(_env_file=None, max_attempts=3, backoff_base=0.2, inline_wait_limit=1.5)  # type: ignore[call-arg]
     policy = RetryPolicy.from_settings(settings)
     assert (policy.max_attempts, policy.base, policy.inline_limit) == (3, 0.2, 1.5)
+
+
+def test_waits_never_outlast_the_task_budget() -> None:
+    clock = Clock()
+    backend = MemoryLimiterBackend(Pace(1.0), clock=clock)  # one request a second
+    limiter = Limiter(backend, max_pause=3.0, horizon=30.0, sleep=clock.sleep)
+    sender = RetryingSender(_policy(budget=2.5), limiter, sleep=clock.sleep, clock=clock)
+    for _ in range(3):
+        backend.reserve(30.0)  # three slots already taken: the next is 3 s away
+    with pytest.raises(Deferred) as caught:
+        sender.run(lambda: pytest.fail("over budget"), Attempts())
+    assert caught.value.delay == pytest.approx(3.0)
+    assert clock.slept == []

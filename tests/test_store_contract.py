@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,7 @@ import redis
 
 from jobs.store import (
     BatchState,
+    Claim,
     ItemRecord,
     ItemSeed,
     ItemStatus,
@@ -166,3 +168,74 @@ def test_auth_failures_halt_the_batch_at_the_limit(store: ReportStore) -> None:
     status = store.status("b1")
     assert status is not None and status.halted_reason == "key refused"
     assert store.note_auth_failure("no-such-batch", "x", 1) is False
+
+
+def test_claims_keep_one_run_per_item(store: ReportStore) -> None:
+    _create(store)
+    assert store.claim("b1", 0, 60, "run-a") == (Claim.CLAIMED, 0.0)
+    claim, left = store.claim("b1", 0, 60, "run-b")
+    assert claim is Claim.BUSY and 59 < left <= 60
+    assert store.claim("b1", 0, 60, "run-a")[0] is Claim.CLAIMED  # the same run again
+    store.release("b1", 0)
+    assert store.claim("b1", 0, 60, "run-b")[0] is Claim.CLAIMED
+    assert store.claim("b1", 1, 0.01, "run-c")[0] is Claim.CLAIMED
+    time.sleep(0.02)
+    assert store.claim("b1", 1, 60, "run-d")[0] is Claim.CLAIMED  # an expired lease
+    _outcome(store, 2, ItemStatus.SUCCEEDED)
+    assert store.claim("b1", 2, 60, "run-e")[0] is Claim.DONE
+    assert store.claim("b1", 9, 60, "run-e")[0] is Claim.MISSING
+    assert store.claim("nope", 0, 60, "run-e")[0] is Claim.MISSING
+
+
+def test_cancel_spares_items_in_flight_and_blocks_the_rest(store: ReportStore) -> None:
+    _create(store, total=5)
+    assert store.claim("b1", 0, 60, "in-flight")[0] is Claim.CLAIMED
+    _outcome(store, 1, ItemStatus.SUCCEEDED)
+    status = store.cancel("b1")
+    assert status is not None and status.state is BatchState.CANCELLED
+    assert (status.counts.cancelled, status.counts.pending, status.counts.succeeded) == (3, 1, 1)
+    assert _outcome(store, 0, ItemStatus.SUCCEEDED)  # the request in flight is recorded
+    after = store.status("b1")
+    assert after is not None and after.state is BatchState.CANCELLED
+    assert (after.counts.pending, after.counts.succeeded, after.counts.cancelled) == (0, 2, 3)
+    assert [r.status for r in store.items("b1")] == [
+        ItemStatus.SUCCEEDED, ItemStatus.SUCCEEDED, ItemStatus.CANCELLED, ItemStatus.CANCELLED,
+        ItemStatus.CANCELLED,
+    ]  # fmt: skip
+    assert store.cancel("nope") is None
+
+
+def test_a_claim_in_a_cancelled_batch_cancels_the_item(store: ReportStore) -> None:
+    _create(store, total=2)
+    assert store.claim("b1", 0, 60, "late-run")[0] is Claim.CLAIMED
+    store.cancel("b1")  # item 1 swept; item 0 in flight
+    store.release("b1", 0)  # its run handed it back instead of sending
+    assert store.claim("b1", 0, 60, "later-run")[0] is Claim.CANCELLED
+    status = store.status("b1")
+    assert status is not None and (status.counts.cancelled, status.counts.pending) == (2, 0)
+
+
+def test_completed_batches_cannot_be_cancelled(store: ReportStore) -> None:
+    _create(store, total=1)
+    _outcome(store, 0, ItemStatus.SUCCEEDED)
+    status = store.cancel("b1")
+    assert status is not None and status.state is BatchState.COMPLETED
+
+
+def test_bodies_are_kept_and_secrets_dropped_once_sent(store: ReportStore) -> None:
+    seeds = [ItemSeed(0, 2, "n0", '{"provider":"twilio","twilioAuthToken":"s3"}')]
+    store.create_batch(NewBatch("b1", "t", "cli", total=1), seeds)
+    assert store.bodies("b1", [0, 5]) == {0: '{"provider":"twilio","twilioAuthToken":"s3"}'}
+    current = store.item("b1", 0)
+    assert current is not None
+    done = current.with_outcome(Outcome(ItemStatus.FAILED), finished_at=1.0)
+    store.record_outcome("b1", done, keep_body='{"provider":"twilio","twilioAuthToken":"***"}')
+    assert "s3" not in store.bodies("b1", [0])[0]
+
+
+def test_retries_are_linked_to_their_parent(store: ReportStore) -> None:
+    _create(store, batch_id="parent")
+    store.link_retry("parent", "child-1")
+    store.link_retry("parent", "child-2")
+    status = store.status("parent")
+    assert status is not None and status.retried_by == ("child-1", "child-2")

@@ -802,3 +802,15 @@ def test_defaults_cannot_hold_an_id() -> None:
     text = '{"defaults": {"id": "x", "provider": "vapi"}, "items": [{"id": "a"}]}'
     with pytest.raises(InputError, match="cannot hold an id"):
         read_batch(io.StringIO(text), Format.JSON)
+
+
+def test_a_bad_secret_value_is_never_echoed_back() -> None:
+    text = (
+        '{"id": "n1", "provider": "twilio", "twilioAuthToken": 123456789}\n'
+        '{"id": "n2", "provider": "vapi", '
+        '"authentication": {"username": "u", "password": 987654}}\n'
+    )
+    intake = read_batch(io.StringIO(text), Format.JSONL)
+    messages = " ".join(str(e) for e in intake.errors)
+    assert "123456789" not in messages and "987654" not in messages
+    assert messages.count("expected text, got '***'") == 2

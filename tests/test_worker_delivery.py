@@ -163,3 +163,35 @@ def test_api_error_message_shapes() -> None:
     assert api_error_message({"message": "m", "error": "e"}, "x") == "m"
     assert api_error_message({"error": "e"}, "x") == "e"
     assert api_error_message("text", "fallback") == "fallback"
+
+
+def test_a_duplicate_delivery_is_handed_back_not_dropped() -> None:
+    store = _store()
+    assert store.claim("b", 0, 60, "first-run")[0].value == "claimed"
+    handed: list[float] = []
+
+    def hand_back(item: WorkItem, deferred: Deferred) -> None:
+        handed.append(deferred.delay)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("a duplicate must not send")
+
+    result = deliver(
+        ITEM, api=_api(handler), store=store, sender=_one_attempt(), hand_back=hand_back,
+        owner="second-run",
+    )  # fmt: skip
+    assert result is None
+    assert len(handed) == 1 and 60 < handed[0] <= 61  # back once the other lease is over
+    status = store.status("b")
+    assert status is not None and status.counts.pending == 1
+
+
+def test_an_unexpected_error_fails_the_item_visibly() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("bug")
+
+    store = _store()
+    record = _deliver(store, _api(handler))
+    assert record is not None
+    assert record.status is ItemStatus.FAILED  # type: ignore[attr-defined]
+    assert "internal error" in (record.error or "")  # type: ignore[attr-defined]

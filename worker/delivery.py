@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+import redis
+
 from jobs.redaction import redact
 from jobs.store import BatchStatus, Claim, ItemRecord, ItemStatus, Outcome, ReportStore
 from worker.errors import AuthError, DeliveryError
@@ -65,6 +67,7 @@ def deliver(
     hand_back: HandBack,
     auth_failure_limit: int = 3,
     lease: float = 120.0,
+    owner: str = "",
 ) -> ItemRecord | None:
     """Send one item and record its outcome; None if it has none yet or had one already.
 
@@ -76,7 +79,12 @@ def deliver(
     if batch is None or existing is None:
         log.warning("no such item in the report store (expired?); nothing sent")
         return None
-    claim = store.claim(item.batch_id, item.index, lease)
+    claim, busy_for = store.claim(item.batch_id, item.index, lease, owner)
+    if claim is Claim.BUSY:
+        # Another run holds it (a duplicate delivery): come back once its lease is over,
+        # to find it done or to take it over. Never drop the task here.
+        hand_back(item, Deferred(busy_for + 1.0, item.attempts))
+        return None
     if claim is not Claim.CLAIMED:
         log.info("item not sent: %s", claim.value)
         return None
@@ -87,7 +95,7 @@ def deliver(
         hand_back(item, deferred)
         return None
     record = existing.with_outcome(outcome, finished_at=time.time())
-    if not store.record_outcome(item.batch_id, record):
+    if not store.record_outcome(item.batch_id, record, keep_body=_without_secrets(item)):
         log.info("another run recorded this item first; its outcome stands")
         return None
     return record
@@ -116,9 +124,23 @@ def _attempt(
         return _failed(exc, sent)
     except DeliveryError as exc:
         return _failed(exc, sent)
+    except (Deferred, redis.ConnectionError, redis.TimeoutError):
+        raise
+    except Exception as exc:  # a bug must fail the item visibly, not strand it
+        log.exception("unexpected error while sending")
+        return Outcome(
+            ItemStatus.FAILED, attempts=item.attempts.total, error=f"internal error: {exc!r}",
+            sent=sent,
+        )  # fmt: skip
     return Outcome(
         ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts.total, sent=sent
     )
+
+
+def _without_secrets(item: WorkItem) -> str | None:
+    """The body to keep once the item is sent: redacted, if it held a secret."""
+    redacted = redact(item.body)
+    return json.dumps(redacted, separators=(",", ":")) if redacted != item.body else None
 
 
 def _failed(exc: DeliveryError, sent: dict[str, Any]) -> Outcome:

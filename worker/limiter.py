@@ -150,12 +150,14 @@ class Limiter:
         self._horizon = max(horizon, max_pause)
         self._sleep = sleep
 
-    def acquire(self) -> float:
-        """Wait for a slot; returns the seconds waited, or raises `Throttled`."""
+    def acquire(self, budget: float | None = None) -> float:
+        """Wait for a slot, at most `budget` seconds in all; returns the seconds waited,
+        or raises `Throttled`."""
         waited = 0.0
         while True:
-            wait = self.backend.reserve(self._horizon)
-            if wait < 0 and -wait > self._max_pause:
+            left = float("inf") if budget is None else max(0.0, budget - waited)
+            wait = self.backend.reserve(min(self._horizon, left))
+            if wait < 0 and -wait > min(self._max_pause, left):
                 raise Throttled(-wait)
             if wait:
                 self._sleep(abs(wait))

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import redis
 
-from worker.limiter import FLOOR, Pace
+from worker.limiter import FLOOR, Pace, Throttled
 
 LIMITER_KEY = "phonebatch:limiter"
 IN_FLIGHT_KEY = "phonebatch:in-flight"
@@ -36,7 +36,8 @@ end
 local function num(x) return string.format('%.17g', x) end
 """
 
-# The scripts below expire the state after an hour idle: a fresh limiter starts at the limit.
+# The scripts below expire the state after an hour idle (past any pause): a fresh
+# limiter starts at the limit.
 
 # KEYS: 1 limiter hash
 # ARGV: 1 limit (requests/s, 0 = none), 2 recovery seconds, 3 max wait (s)
@@ -72,7 +73,7 @@ else
   redis.call('HSET', KEYS[1], 'tat', num(math.max(tat, pause_to)), 'rate', num(lowered),
              'rate_at', num(pause_to), 'pause_until', num(pause_to))
 end
-redis.call('EXPIRE', KEYS[1], 3600)
+redis.call('EXPIRE', KEYS[1], math.ceil(3600 + tonumber(ARGV[4])))
 return 1
 """
 )
@@ -144,9 +145,13 @@ class RedisInFlightCap:
         self._client.zrem(self._key, token)
 
     @contextmanager
-    def place(self, poll: float = 0.01) -> Iterator[None]:
+    def hold(self, max_wait: float, poll: float = 0.01) -> Iterator[None]:
+        """A place for one request, waited for at most `max_wait` seconds."""
+        deadline = time.monotonic() + max_wait
         token = self.try_take()
         while token is None:
+            if time.monotonic() >= deadline:
+                raise Throttled(1.0)
             time.sleep(poll)
             token = self.try_take()
         try:

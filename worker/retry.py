@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -103,11 +104,13 @@ class RetryingSender:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        in_flight: Callable[[float], AbstractContextManager[None]] | None = None,
     ) -> None:
         self.policy = policy
         self.limiter = limiter
         self._sleep = sleep
         self._clock = clock
+        self._in_flight = in_flight or (lambda _: nullcontext())
 
     def run(self, call: Callable[[], T], attempts: Attempts) -> tuple[T, Attempts]:
         """The call's result and the attempts so far, or the last error (with
@@ -115,13 +118,19 @@ class RetryingSender:
         tracker = Attempts(**attempts.as_dict())
         started = self._clock()
 
+        def left() -> float:
+            return max(0.0, self.policy.budget - (self._clock() - started))
+
         def attempt() -> T:
+            # Every wait counts against the task's budget, so a task never holds its
+            # item longer than its claim lease.
             try:
-                self.limiter.acquire()
+                self.limiter.acquire(budget=left())
+                with self._in_flight(left()):
+                    tracker.total += 1
+                    return call()
             except Throttled as exc:
                 raise Deferred(exc.delay, tracker) from exc
-            tracker.total += 1
-            return call()
 
         def after(state: RetryCallState) -> None:
             self._count(tracker, state)

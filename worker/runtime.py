@@ -74,11 +74,10 @@ def build_runtime(settings: Settings) -> Runtime:
     client = resilient_redis(settings.redis_url)
     in_flight = None
     if settings.max_in_flight:
-        # A lease outlives the longest request, so only a dead worker's places expire.
+        # A place's lease outlives the longest request, so only a dead worker's expire.
         lease = settings.connect_timeout + settings.read_timeout + settings.write_timeout + 5
-        in_flight = RedisInFlightCap(client, settings.max_in_flight, lease=lease).place
-    http = build_http_client(settings)
-    api = VapiApi(http, in_flight) if in_flight else VapiApi(http)
+        in_flight = RedisInFlightCap(client, settings.max_in_flight, lease=lease).hold
+    api = VapiApi(build_http_client(settings))
     limiter = Limiter(
         RedisLimiterBackend(client, pace(settings)), max_pause=settings.inline_wait_limit
     )
@@ -86,7 +85,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         api=api,
         store=RedisReportStore(client, retention_seconds=settings.retention_seconds),
-        sender=RetryingSender(RetryPolicy.from_settings(settings), limiter),
+        sender=RetryingSender(RetryPolicy.from_settings(settings), limiter, in_flight=in_flight),
         deferrals=Deferrals(client, settings.queue),
     )
 

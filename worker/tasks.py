@@ -6,6 +6,7 @@ import contextlib
 from typing import Any
 
 import redis
+from celery import Task
 from celery.exceptions import Reject
 from celery.signals import worker_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
@@ -48,8 +49,9 @@ def _stop_deferral_pump(**_: Any) -> None:
         pump.stop()
 
 
-@app.task(name=UPDATE_TASK, ignore_result=True, acks_late=True)
+@app.task(name=UPDATE_TASK, ignore_result=True, acks_late=True, bind=True)
 def update_phone_number(
+    self: Task[Any, None],
     batch_id: str,
     index: int,
     row: int,
@@ -68,8 +70,9 @@ def update_phone_number(
             hand_back=runtime.hand_back,
             auth_failure_limit=runtime.settings.auth_failure_limit,
             lease=runtime.settings.claim_lease,
+            owner=str(self.request.id),
         )
-    except redis.RedisError as exc:
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Redis stayed away past the client's retries: the item must stay queued. Give
         # our claim back if we can, and have the broker put the message back; if Redis
         # cannot take even that, the message waits in `unacked` for the visibility

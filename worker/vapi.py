@@ -6,8 +6,6 @@ so tests can script responses with `httpx.MockTransport`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -61,13 +59,8 @@ class ApiResult:
 class VapiApi:
     """The calls phonebatch makes; non-2xx answers raise a `DeliveryError`."""
 
-    def __init__(
-        self,
-        client: httpx.Client,
-        in_flight: Callable[[], AbstractContextManager[None]] = nullcontext,
-    ) -> None:
+    def __init__(self, client: httpx.Client) -> None:
         self._client = client
-        self._in_flight = in_flight  # a place under the global cap, held per request
 
     def update_phone_number(self, number_id: str, body: str) -> ApiResult:
         """PATCH /phone-number/{id} with a body already serialized as JSON."""
@@ -83,8 +76,7 @@ class VapiApi:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> ApiResult:
         try:
-            with self._in_flight():
-                response = self._client.request(method, path, **kwargs)
+            response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise error_for_exception(exc) from exc
         if response.is_success:

@@ -97,6 +97,26 @@ class Settings(BaseSettings):
         description="401/403 answers after which a batch stops sending",
     )  # fmt: skip
 
+    # --- the HTTP API, webhooks, schedules ----------------------------------------------
+    api_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("PHONEBATCH_API_TOKEN"),
+        description="the bearer token every API route but /healthz requires",
+    )  # fmt: skip
+    api_max_upload_bytes: int = Field(
+        default=20 * 1024 * 1024, gt=0, validation_alias=_env("PHONEBATCH_API_MAX_UPLOAD_BYTES")
+    )
+    webhook_url: str | None = Field(
+        default=None, validation_alias=_env("PHONEBATCH_WEBHOOK_URL"),
+        description="where batch summaries go when a batch does not name its own",
+    )  # fmt: skip
+    webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("PHONEBATCH_WEBHOOK_SECRET"),
+        description="signs webhook bodies (HMAC-SHA256); workers need it to send webhooks",
+    )  # fmt: skip
+    schedules_path: str = Field(
+        default="config/schedules.toml", validation_alias=_env("PHONEBATCH_SCHEDULES")
+    )
+
     @field_validator("vapi_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:

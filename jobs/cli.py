@@ -11,6 +11,7 @@ import json
 import sys
 from collections import Counter
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -20,13 +21,13 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from config import Settings, load_settings
+from config.schedules import Schedule, ScheduleError, find, load_schedules, utc
 from jobs.intake import Intake, parse_assignments, read_batch
 from jobs.models import PROVIDERS
 from jobs.producer import submit_batch
 from jobs.progress import watch
 from jobs.recovery import is_stalled
 from jobs.recovery import resume as resume_batch
-from jobs.redaction import REDACTED
 from jobs.report import (
     ITEM_HEADER,
     iso_time,
@@ -36,11 +37,12 @@ from jobs.report import (
     write_csv,
     write_json,
 )
+from jobs.retries import NothingToRetry, retry_failed
+from jobs.scheduling import fire
 from jobs.sources import InputError, detect_format
 from jobs.store import BatchState, BatchStatus, ItemStatus, StoreUnavailable, iter_items
 from jobs.store_redis import RedisReportStore
 from jobs.urls import safe_url
-from jobs.validation import BatchItem
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -219,6 +221,9 @@ def submit(
     as_json: JsonOpt = False,
     name: Annotated[str | None, typer.Option("--name", help="A name for the batch.")] = None,
     fmt: FormatOpt = None,
+    webhook: Annotated[
+        str | None, typer.Option("--webhook", help="POST the signed summary here when done.")
+    ] = None,
 ) -> None:
     """Validate a batch file whole, then queue one update per number."""
     intake = _read(file, fmt, provider, sets)
@@ -236,6 +241,7 @@ def submit(
         queue=settings().queue,
         name=name or file.name,
         source="cli",
+        webhook_url=webhook or settings().webhook_url,
     )
     _announce(store, batch_id, len(intake.items), wait=wait, as_json=as_json)
 
@@ -322,37 +328,19 @@ def retry(
 ) -> None:
     """A new batch of the failed items of BATCH_ID, linked to it both ways."""
     store = _store()
-    parent = _status(store, batch_id)
-    failed = [
-        record
-        for record in iter_items(store, batch_id, parent.counts.total)
-        if record.status is ItemStatus.FAILED
-    ]
-    if not failed:
-        raise CliError(f"batch {batch_id} has no failed items to retry")
-    bodies = store.bodies(batch_id, [r.index for r in failed])
-    if len(bodies) < len(failed):
-        raise CliError(f"the request bodies of batch {batch_id} are gone (expired?)")
-    # Secrets are not kept once an item is sent: those rows must come from the file.
-    without = [r for r in failed if f'"{REDACTED}"' in bodies[r.index]]
-    if without:
-        rows = ", ".join(str(r.row) for r in without[:20])
+    _status(store, batch_id)
+    try:
+        made = retry_failed(store, settings().queue, batch_id)
+    except NothingToRetry as exc:
+        raise CliError(str(exc)) from None
+    if made.rows_without_secrets:
+        rows = ", ".join(str(r) for r in made.rows_without_secrets[:20])
         err.print(
-            f"{len(without)} failed items carried secret fields, which are not kept once "
-            f"sent; submit them again from your file (rows {rows})",
+            f"{len(made.rows_without_secrets)} failed items carried secret fields, which are "
+            f"not kept once sent; submit them again from your file (rows {rows})",
             markup=False,
         )
-    skipped = {r.index for r in without}
-    items = [
-        BatchItem(r.row, r.number_id, bodies[r.index]) for r in failed if r.index not in skipped
-    ]
-    if not items:
-        raise CliError("nothing to retry here")
-    child = submit_batch(
-        items, store=store, broker=store.client, queue=settings().queue,
-        name=f"retry of {parent.name}", source=parent.source, parent_id=batch_id,
-    )  # fmt: skip
-    _announce(store, child, len(items), wait=wait, as_json=as_json)
+    _announce(store, made.batch_id, made.count, wait=wait, as_json=as_json)
 
 
 @app.command()
@@ -505,6 +493,124 @@ def simulator(
         state.load(generate_numbers(numbers, seed))
     err.print(f"Vapi simulator on http://{host}:{port} with {len(state.numbers)} numbers")
     serve(SimulatorConfig(api_key=api_key, faults=fault_config), state, host, port)
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    open_on_localhost: Annotated[
+        bool,
+        typer.Option(
+            "--open-on-localhost",
+            help="Run without PHONEBATCH_API_TOKEN: anyone on this machine may use it.",
+        ),
+    ] = False,
+) -> None:
+    """Serve the HTTP API (docs at /docs)."""
+    import uvicorn
+
+    from jobs.api import create_api
+
+    s = settings()
+    token = s.api_token.get_secret_value() if s.api_token else None
+    if token is None:
+        if not open_on_localhost:
+            raise CliError(
+                "PHONEBATCH_API_TOKEN is not set: set it, or pass --open-on-localhost to run "
+                "without one on a loopback address",
+                EXIT_INVALID,
+            )
+        if host not in ("127.0.0.1", "::1", "localhost"):
+            raise CliError(
+                "--open-on-localhost only binds 127.0.0.1, ::1 or localhost", EXIT_INVALID
+            )
+    store = _store()
+    err.print(f"phonebatch API on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(create_api(s, store, token=token), host=host, port=port, log_level="warning")
+
+
+schedules_app = typer.Typer(
+    help="The schedules in PHONEBATCH_SCHEDULES (default config/schedules.toml).",
+    no_args_is_help=True,
+)
+app.add_typer(schedules_app, name="schedules")
+
+
+def _schedules() -> list[Schedule]:
+    try:
+        return load_schedules(settings().schedules_path)
+    except ScheduleError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+
+
+@schedules_app.command("list")
+def schedules_list(as_json: JsonOpt = False) -> None:
+    """Each schedule and its next run, in its own time zone and in UTC."""
+    now = datetime.now(UTC)
+    rows = []
+    for s in _schedules():
+        upcoming = s.next_run(now)
+        source = f"file {s.file}" if s.file else f"{len(s.ids or [])} ids, set {s.set}"
+        rows.append(
+            {"name": s.name, "cron": s.cron, "timezone": s.timezone, "source": source,
+             "next_run": upcoming.isoformat(), "next_run_utc": utc(upcoming).isoformat()}
+        )  # fmt: skip
+    if as_json:
+        out.print_json(data=rows)
+        return
+    if not rows:
+        out.print(f"No schedules in {settings().schedules_path}.")
+    for row in rows:
+        out.print(
+            f"{row['name']}: {row['cron']} ({row['timezone']}) — next {row['next_run']} "
+            f"= {row['next_run_utc']} — {row['source']}",
+            markup=False,
+        )
+
+
+@schedules_app.command("run")
+def schedules_run(
+    name: str,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until it ends.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fire a schedule now, exactly as beat would (its batch is tagged schedule:NAME)."""
+    try:
+        schedule = find(_schedules(), name)
+    except ScheduleError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
+    store = _store()
+    s = settings()
+    batch_id = fire(
+        schedule, base_dir=Path(s.schedules_path).parent, store=store, broker=store.client,
+        queue=s.queue, default_webhook=s.webhook_url,
+    )  # fmt: skip
+    assert batch_id is not None  # only a slot can be fired already
+    total = store.status(batch_id)
+    _announce(store, batch_id, total.counts.total if total else 0, wait=wait, as_json=as_json)
+
+
+@app.command()
+def beat(
+    schedule_db: Annotated[Path, typer.Option(help="Where beat remembers its last runs.")] = Path(
+        ".phonebatch-beat"
+    ),
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
+) -> None:
+    """Run the schedules (Celery beat). A slot fires once even with two beats running."""
+    schedules = _schedules()
+    from worker.app import app as celery_app
+    from worker.beat import beat_schedule
+
+    celery_app.conf.beat_schedule = beat_schedule(schedules)
+    err.print(f"phonebatch beat: {len(schedules)} schedules from {settings().schedules_path}")
+    celery_app.Beat(
+        scheduler="worker.beat.SlotScheduler",
+        schedule=str(schedule_db),
+        loglevel=loglevel,
+        max_interval=30,
+    ).run()
 
 
 @app.command()

@@ -66,13 +66,22 @@ def submit_batch(
     name: str,
     source: str,
     parent_id: str | None = None,
+    webhook_url: str | None = None,
+    batch_id: str | None = None,
     on_progress: Progress | None = None,
 ) -> str:
     """Create the batch in the report store and enqueue its tasks; returns its id."""
-    batch_id = new_batch_id()
+    batch_id = batch_id or new_batch_id()
     seeds = (ItemSeed(i, item.row, item.number_id, item.body) for i, item in enumerate(items))
     store.create_batch(
-        NewBatch(batch_id, name=name, source=source, total=len(items), parent_id=parent_id),
+        NewBatch(
+            batch_id,
+            name=name,
+            source=source,
+            total=len(items),
+            parent_id=parent_id,
+            webhook_url=webhook_url,
+        ),
         seeds,
     )
     enqueue_items(broker, queue, batch_id, items, on_progress=on_progress)

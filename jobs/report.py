@@ -5,8 +5,9 @@ plain-text forms people read. Pure: records in, text out.
 from __future__ import annotations
 
 import csv
+import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -41,6 +42,7 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "parent_id": status.parent_id,
         "halted_reason": status.halted_reason,
         "retried_by": list(status.retried_by),
+        "webhook": status.webhook.as_dict() if status.webhook else None,
     }
 
 
@@ -66,13 +68,27 @@ def neutralize(cell: Any) -> Any:
     return cell
 
 
-def write_csv(items: Iterable[ItemRecord], out: TextIO) -> None:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+def csv_lines(items: Iterable[ItemRecord]) -> Iterator[str]:
+    """The CSV report, a line at a time."""
+    line = io.StringIO()
+    writer = csv.writer(line, lineterminator="\n")
+
+    def take(cells: Iterable[Any]) -> str:
+        line.seek(0)
+        line.truncate()
+        writer.writerow(cells)
+        return line.getvalue()
+
+    yield take(CSV_COLUMNS)
     for record in items:
         data = item_dict(record)
         data["sent"] = json.dumps(data["sent"]) if data["sent"] is not None else ""
-        writer.writerow(neutralize("" if data[c] is None else data[c]) for c in CSV_COLUMNS)
+        yield take(neutralize("" if data[c] is None else data[c]) for c in CSV_COLUMNS)
+
+
+def write_csv(items: Iterable[ItemRecord], out: TextIO) -> None:
+    for text in csv_lines(items):
+        out.write(text)
 
 
 def summary_line(status: BatchStatus) -> str:

@@ -49,6 +49,7 @@ class NewBatch:
     source: str  # cli | api | schedule:NAME
     total: int
     parent_id: str | None = None
+    webhook_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,19 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookState:
+    """Where the batch's summary goes when it ends, and how that went."""
+
+    url: str
+    status: str = "waiting"  # waiting -> pending -> delivered | failed
+    attempts: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class BatchStatus:
     batch_id: str
     name: str
@@ -98,6 +112,7 @@ class BatchStatus:
     halted_reason: str | None = None  # why the batch stopped sending, e.g. a refused key
     active_at: float | None = None  # the last claim or outcome: a stalled batch goes quiet
     retried_by: tuple[str, ...] = ()  # batches made of this one's failed items
+    webhook: WebhookState | None = None
 
     @property
     def done(self) -> bool:
@@ -216,6 +231,14 @@ class ReportStore(Protocol):
         ...
 
     def link_retry(self, parent_id: str, child_id: str) -> None: ...
+
+    def take_due_webhook(self) -> str | None:
+        """A batch that ended and has a webhook to send, taken by one sender only."""
+        ...
+
+    def record_webhook(
+        self, batch_id: str, status: str, attempts: int, error: str | None
+    ) -> None: ...
 
     def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
         """Items `start` .. `start + limit - 1`, in the batch's order."""

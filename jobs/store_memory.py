@@ -16,6 +16,7 @@ from jobs.store import (
     ItemSeed,
     ItemStatus,
     NewBatch,
+    WebhookState,
 )
 
 
@@ -32,6 +33,7 @@ class MemoryReportStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._batches: dict[str, _Batch] = {}
+        self._webhooks_due: list[str] = []
 
     def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
         status = BatchStatus(
@@ -42,6 +44,7 @@ class MemoryReportStore:
             counts=Counts(total=batch.total, pending=batch.total),
             created_at=time.time(),
             parent_id=batch.parent_id,
+            webhook=WebhookState(batch.webhook_url) if batch.webhook_url else None,
         )
         entry = _Batch(status)
         for seed in items:
@@ -66,6 +69,7 @@ class MemoryReportStore:
             if keep_body:
                 entry.bodies[item.index] = keep_body
             entry.status = _counted(entry.status, item.status, 1)
+            self._ended(entry)
             return True
 
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
@@ -81,6 +85,7 @@ class MemoryReportStore:
                 entry.items[index] = replace(current, status=ItemStatus.CANCELLED, finished_at=now)
                 entry.claims.pop(index, None)
                 entry.status = _counted(entry.status, ItemStatus.CANCELLED, 1)
+                self._ended(entry)
                 return Claim.CANCELLED, 0.0
             expiry, holder = entry.claims.get(index, (0.0, ""))
             if expiry > now and holder != owner:
@@ -116,6 +121,7 @@ class MemoryReportStore:
                         entry.claims.pop(index, None)
                         swept += 1
                 entry.status = _counted(entry.status, ItemStatus.CANCELLED, swept)
+                self._ended(entry)
             return entry.status
 
     def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
@@ -124,6 +130,25 @@ class MemoryReportStore:
             if entry is None:
                 return {}
             return {i: entry.bodies[i] for i in indexes if i in entry.bodies}
+
+    def take_due_webhook(self) -> str | None:
+        with self._lock:
+            return self._webhooks_due.pop(0) if self._webhooks_due else None
+
+    def record_webhook(self, batch_id: str, status: str, attempts: int, error: str | None) -> None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry and entry.status.webhook:
+                webhook = replace(
+                    entry.status.webhook, status=status, attempts=attempts, error=error
+                )
+                entry.status = replace(entry.status, webhook=webhook)
+
+    def _ended(self, entry: _Batch) -> None:
+        webhook = entry.status.webhook
+        if entry.status.counts.pending <= 0 and webhook and webhook.status == "waiting":
+            entry.status = replace(entry.status, webhook=replace(webhook, status="pending"))
+            self._webhooks_due.append(entry.status.batch_id)
 
     def link_retry(self, parent_id: str, child_id: str) -> None:
         with self._lock:

@@ -35,9 +35,11 @@ from jobs.store import (
     ItemSeed,
     NewBatch,
     StoreUnavailable,
+    WebhookState,
 )
 
 BATCHES_KEY = "phonebatch:batches"
+WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
 _CHUNK = 2000
 
 
@@ -85,6 +87,19 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         halted_reason=data.get("halted_reason") or None,
         active_at=_float(data.get("active_at")),
         retried_by=tuple(c for c in data.get("retried_by", "").split(",") if c),
+        webhook=_webhook(data),
+    )
+
+
+def _webhook(data: dict[str, str]) -> WebhookState | None:
+    url = data.get("webhook_url")
+    if not url:
+        return None
+    return WebhookState(
+        url=url,
+        status=data.get("webhook_status") or "waiting",
+        attempts=int(data.get("webhook_attempts") or 0),
+        error=data.get("webhook_error") or None,
     )
 
 
@@ -122,6 +137,7 @@ class RedisReportStore:
             "total": batch.total,
             "pending": batch.total,
             "parent_id": batch.parent_id or "",
+            "webhook_url": batch.webhook_url or "",
         }
         meta.update({c: 0 for c in COUNTED if c != "pending"})
         bkey, ikey = batch_key(batch.batch_id), items_key(batch.batch_id)
@@ -149,14 +165,18 @@ class RedisReportStore:
 
     def record_outcome(self, batch_id: str, item: ItemRecord, keep_body: str | None = None) -> bool:
         result = self._record(
-            keys=_keys(batch_id),
-            args=[item.index, item.status.value, item.encode(), self._retention, keep_body or ""],
-        )
+            keys=[*_keys(batch_id), WEBHOOKS_DUE_KEY],
+            args=[
+                item.index, item.status.value, item.encode(), self._retention, keep_body or "",
+                batch_id,
+            ],
+        )  # fmt: skip
         return bool(result == 1)
 
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
         claim, left = self._claim(
-            keys=_keys(batch_id)[:3], args=[index, lease, self._retention, owner]
+            keys=[*_keys(batch_id)[:3], WEBHOOKS_DUE_KEY],
+            args=[index, lease, self._retention, owner, batch_id],
         )
         return Claim(_text(claim)), float(left)
 
@@ -171,7 +191,10 @@ class RedisReportStore:
             total = int(self._redis.hget(batch_key(batch_id), "total") or 0)
             for first in range(0, total, _CHUNK):
                 last = min(total, first + _CHUNK) - 1
-                self._sweep(keys=_keys(batch_id), args=[first, last, self._retention])
+                self._sweep(
+                    keys=[*_keys(batch_id), WEBHOOKS_DUE_KEY],
+                    args=[first, last, self._retention, batch_id],
+                )
         return self.status(batch_id)
 
     def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
@@ -179,6 +202,18 @@ class RedisReportStore:
             return {}
         raws = self._redis.hmget(bodies_key(batch_id), [str(i) for i in indexes])
         return {i: _text(r) for i, r in zip(indexes, raws, strict=True) if r is not None}
+
+    def take_due_webhook(self) -> str | None:
+        taken = self._redis.spop(WEBHOOKS_DUE_KEY)
+        return _text(taken) if taken else None
+
+    def record_webhook(self, batch_id: str, status: str, attempts: int, error: str | None) -> None:
+        fields = {
+            "webhook_status": status,
+            "webhook_attempts": attempts,
+            "webhook_error": error or "",
+        }
+        self._redis.hset(batch_key(batch_id), mapping=fields)  # type: ignore[arg-type]
 
     def link_retry(self, parent_id: str, child_id: str) -> None:
         self._link(keys=[batch_key(parent_id)], args=[child_id])

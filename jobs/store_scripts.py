@@ -11,6 +11,13 @@ _NOW = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local stamp = string.format('%.6f', now)
+-- A batch that has just ended: if it names a webhook, queue the summary, once.
+local function ended(batch_key, due_key, batch_id)
+  local url = redis.call('HGET', batch_key, 'webhook_url')
+  if url and url ~= '' and redis.call('HSETNX', batch_key, 'webhook_status', 'pending') == 1 then
+    redis.call('SADD', due_key, batch_id)
+  end
+end
 local function lease_of(claim)
   if not claim then return nil, nil end
   local expiry, owner = string.match(claim, '^([^|]+)|(.*)$')
@@ -18,8 +25,9 @@ local function lease_of(claim)
 end
 """
 
-# KEYS: B, I, C, D. ARGV: 1 item index, 2 new status, 3 item record (JSON), 4 retention (s),
-# 5 the body to keep from now on ('' to keep it as it is: a sent item's secrets go).
+# KEYS: B, I, C, D, due webhooks set. ARGV: 1 item index, 2 new status, 3 item record
+# (JSON), 4 retention (s), 5 the body to keep from now on ('' to keep it as it is: a sent
+# item's secrets go), 6 batch id.
 # Returns 1 when the item moved out of `pending`, 0 when it already had an outcome,
 # -1 when there is no such item.
 RECORD_OUTCOME = (
@@ -44,12 +52,14 @@ if pending <= 0 then
     redis.call('HSET', KEYS[1], 'state', 'completed', 'finished_at', stamp)
   end
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+  ended(KEYS[1], KEYS[5], ARGV[6])
 end
 return 1
 """
 )
 
-# KEYS: B, I, C. ARGV: 1 item index, 2 lease (s), 3 retention (s), 4 owner (a task id)
+# KEYS: B, I, C, due webhooks set. ARGV: 1 item index, 2 lease (s), 3 retention (s),
+# 4 owner (a task id), 5 batch id
 # Returns {claim, seconds}: a `Claim` value, and for 'busy' how long the other run's
 # lease has left. In a cancelled batch the item is marked cancelled here, so no run can
 # send it whatever the order of events. The same owner claiming again (a redelivered
@@ -67,8 +77,8 @@ if state == 'cancelled' then
   item['finished_at'] = now
   redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(item))
   redis.call('HDEL', KEYS[3], ARGV[1])
-  redis.call('HINCRBY', KEYS[1], 'pending', -1)
   redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
+  if redis.call('HINCRBY', KEYS[1], 'pending', -1) <= 0 then ended(KEYS[1], KEYS[4], ARGV[5]) end
   return {'cancelled', '0'}
 end
 local lease, owner = lease_of(redis.call('HGET', KEYS[3], ARGV[1]))
@@ -96,7 +106,8 @@ return 'cancelled'
 """
 )
 
-# KEYS: B, I, C, D. ARGV: 1 first index, 2 last index, 3 retention (s)
+# KEYS: B, I, C, D, due webhooks set. ARGV: 1 first index, 2 last index, 3 retention (s),
+# 4 batch id
 # Marks every pending item of the range that no live run holds as cancelled.
 SWEEP_CANCELLED = (
     _NOW
@@ -120,6 +131,7 @@ if swept > 0 then
   redis.call('HINCRBY', KEYS[1], 'cancelled', swept)
   if redis.call('HINCRBY', KEYS[1], 'pending', -swept) <= 0 then
     for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+    ended(KEYS[1], KEYS[5], ARGV[4])
   end
 end
 return swept

@@ -83,7 +83,12 @@ def wait_for_batch(
 
 
 def submit_rows(
-    client: redis.Redis, queue: str, header: str, rows: Sequence[str], name: str = "test"
+    client: redis.Redis,
+    queue: str,
+    header: str,
+    rows: Sequence[str],
+    name: str = "test",
+    webhook_url: str | None = None,
 ) -> tuple[RedisReportStore, str]:
     """Validate CSV rows and submit them as the CLI would; returns the store and batch id."""
     text = header + "\n" + "\n".join(rows) + "\n"
@@ -91,6 +96,12 @@ def submit_rows(
     assert intake.ok, intake.errors
     store = RedisReportStore(client, retention_seconds=3600)
     batch_id = submit_batch(
-        intake.items, store=store, broker=client, queue=queue, name=name, source="cli"
+        intake.items,
+        store=store,
+        broker=client,
+        queue=queue,
+        name=name,
+        source="cli",
+        webhook_url=webhook_url,
     )
     return store, batch_id

@@ -190,7 +190,7 @@ def test_status_says_stalled_and_resume_reenqueues_exactly_the_missing(
     store, batch_id, queue = lost_batch
     simulator.reset(generate_numbers(50, seed=45))
     # Lose 20 of the 50 tasks (as a Redis without persistence would on a restart), and
-    # strand 5 more in `unacked` as a killed worker leaves them, delivered long ago.
+    # strand 5 more in `unacked` as a killed worker leaves them.
     for _ in range(20):
         redis_client.lpop(queue)
     for n in range(5):
@@ -199,7 +199,9 @@ def test_status_says_stalled_and_resume_reenqueues_exactly_the_missing(
         envelope = json.loads(message)
         tag = f"dead-worker-{n}"
         redis_client.hset(UNACKED_KEY, tag, json.dumps([envelope, "", queue]))
-        redis_client.zadd(UNACKED_INDEX_KEY, {tag: time.time() - 3600})
+        # Delivered 200 s ago: past the longest a task can run (so stranded), not yet past
+        # the visibility timeout (so kombu in any running worker has not restored it).
+        redis_client.zadd(UNACKED_INDEX_KEY, {tag: time.time() - 200})
     redis_client.hset(batch_key(batch_id), "created_at", f"{time.time() - 3600:.6f}")
     env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -12,15 +14,20 @@ from celery.signals import worker_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
 
 from config import Settings
+from config.schedules import find, load_schedules
+from jobs.scheduling import fire
+from jobs.store_redis import RedisReportStore
 from worker.app import app
+from worker.beat import FIRE_TASK
 from worker.deferral import DeferralPump, Deferrals
 from worker.delivery import WorkItem, deliver
 from worker.messages import UPDATE_TASK
 from worker.retry import Attempts
-from worker.runtime import get_runtime
+from worker.runtime import get_runtime, resilient_redis
+from worker.webhook_pump import WebhookPump
 
 log = get_task_logger(__name__)
-_pumps: list[DeferralPump] = []
+_pumps: list[DeferralPump | WebhookPump] = []
 
 
 def _settings() -> Settings:
@@ -36,11 +43,19 @@ def _check_configuration(**_: Any) -> None:
 
 
 @worker_ready.connect
-def _start_deferral_pump(**_: Any) -> None:
+def _start_pumps(**_: Any) -> None:
     settings = _settings()
-    pump = DeferralPump(Deferrals(redis.Redis.from_url(settings.redis_url), settings.queue))
-    pump.start()
-    _pumps.append(pump)
+    client = resilient_redis(settings.redis_url)
+    store = RedisReportStore(client, retention_seconds=settings.retention_seconds)
+    pumps: list[DeferralPump | WebhookPump] = [DeferralPump(Deferrals(client, settings.queue))]
+    if settings.webhook_secret:
+        pumps.append(WebhookPump(store, settings.webhook_secret.get_secret_value()))
+    else:
+        # Webhooks are signed: a worker without the secret leaves them to one that has it.
+        log.info("PHONEBATCH_WEBHOOK_SECRET is not set: this worker sends no webhooks")
+    for pump in pumps:
+        pump.start()
+        _pumps.append(pump)
 
 
 @worker_shutdown.connect
@@ -86,3 +101,25 @@ def update_phone_number(
             "batch %s row %s number %s: %s (HTTP %s, %s attempt(s))",
             batch_id, row, number_id, record.status, record.http_status, record.attempts,
         )  # fmt: skip
+
+
+@app.task(name=FIRE_TASK, ignore_result=True)
+def fire_schedule(name: str, slot: str | None = None) -> None:
+    """Submit a schedule's batch for one slot (a no-op for a slot fired already)."""
+    settings = _settings()
+    path = Path(settings.schedules_path)
+    schedule = find(load_schedules(path), name)
+    store = get_runtime(settings).store
+    batch_id = fire(
+        schedule,
+        base_dir=path.parent,
+        store=store,
+        broker=store.client,
+        queue=settings.queue,
+        default_webhook=settings.webhook_url,
+        slot=datetime.fromisoformat(slot) if slot else None,
+    )
+    if batch_id is None:
+        log.info("schedule %s: slot %s was fired already", name, slot)
+    else:
+        log.info("schedule %s: slot %s fired batch %s", name, slot, batch_id)

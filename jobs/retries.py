@@ -1,0 +1,59 @@
+"""A new batch made of a batch's failed items (CLI and HTTP API alike)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobs.producer import submit_batch
+from jobs.redaction import REDACTED
+from jobs.store import ItemStatus, iter_items
+from jobs.store_redis import RedisReportStore
+from jobs.validation import BatchItem
+
+
+class NothingToRetry(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class RetryBatch:
+    batch_id: str
+    count: int
+    rows_without_secrets: list[int]  # failed rows left out: their secrets are not kept
+
+
+def retry_failed(store: RedisReportStore, queue: str, batch_id: str) -> RetryBatch:
+    parent = store.status(batch_id)
+    if parent is None:
+        raise NothingToRetry(f"no batch {batch_id!r}")
+    failed = [
+        record
+        for record in iter_items(store, batch_id, parent.counts.total)
+        if record.status is ItemStatus.FAILED
+    ]
+    if not failed:
+        raise NothingToRetry(f"batch {batch_id} has no failed items to retry")
+    bodies = store.bodies(batch_id, [r.index for r in failed])
+    if len(bodies) < len(failed):
+        raise NothingToRetry(f"the request bodies of batch {batch_id} are gone (expired?)")
+    # Secrets are not kept once an item is sent: those rows must come from the file.
+    left_out = [r for r in failed if f'"{REDACTED}"' in bodies[r.index]]
+    skipped = {r.index for r in left_out}
+    kept = [r for r in failed if r.index not in skipped]
+    if not kept:
+        rows = ", ".join(str(r.row) for r in left_out[:20])
+        raise NothingToRetry(
+            "every failed item carried secret fields, which are not kept once sent: "
+            f"submit them again from your file (rows {rows})"
+        )
+    child = submit_batch(
+        [BatchItem(r.row, r.number_id, bodies[r.index]) for r in kept],
+        store=store,
+        broker=store.client,
+        queue=queue,
+        name=f"retry of {parent.name}",
+        source=parent.source,
+        parent_id=batch_id,
+        webhook_url=parent.webhook.url if parent.webhook else None,
+    )
+    return RetryBatch(child, len(kept), [r.row for r in left_out])

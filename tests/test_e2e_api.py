@@ -1,0 +1,184 @@
+"""The HTTP API end to end: `phonebatch api` as a real server, real workers, the simulator."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from jobs.services import free_port, start, stop, wait_until
+from jobs.store_redis import RedisReportStore
+from simulator.state import generate_numbers
+from tests.conftest import StartWorkers
+from tests.helpers import Simulator, run_cli, wait_for_batch
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "api-token-for-tests-7c2f"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _csv(numbers: list[dict[str, object]], assistant: str) -> str:
+    return "id,provider,assistantId\n" + "".join(
+        f"{n['id']},{n['provider']},{assistant}\n" for n in numbers
+    )
+
+
+def _start_api(redis_url: str, queue: str, tmp_path: Path, **env: str) -> tuple[str, object]:
+    import sys
+
+    port = free_port()
+    full = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue, "PHONEBATCH_API_TOKEN": TOKEN, **env}
+    process = start(
+        [sys.executable, "-m", "jobs.cli", "api", "--port", str(port)], env=full,
+        log=tmp_path / f"api-{port}.log",
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return process.poll() is not None
+
+    wait_until(up, timeout=20, what="the API")
+    assert process.poll() is None, (tmp_path / f"api-{port}.log").read_text()
+    return url, process
+
+
+@pytest.fixture
+def api_stack(
+    redis_url: str, redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers,
+    tmp_path: Path,
+) -> Iterator[tuple[str, str, list[object]]]:  # fmt: skip
+    queue, workers = start_workers(count=1, concurrency=8)
+    url, process = _start_api(redis_url, queue, tmp_path)
+    try:
+        yield url, queue, workers  # type: ignore[misc]
+    finally:
+        stop(process)  # type: ignore[arg-type]
+
+
+def test_posting_50_numbers_with_and_without_a_token(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis, simulator: Simulator
+) -> None:
+    url, _, workers = api_stack
+    numbers = generate_numbers(50, seed=51)
+    simulator.reset(numbers)
+    body = _csv(numbers, "asst_api")
+
+    assert httpx.post(f"{url}/batches", content=body).status_code == 401
+    wrong = httpx.post(f"{url}/batches", content=body, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    assert httpx.get(f"{url}/batches", headers={}).status_code == 401
+
+    posted = httpx.post(f"{url}/batches", content=body, headers=AUTH | {"Content-Type": "text/csv"})
+
+    assert posted.status_code == 202, posted.text
+    batch_id = posted.json()["batch_id"]
+    assert posted.headers["Location"] == f"/batches/{batch_id}"
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    final = wait_for_batch(store, batch_id, workers)  # type: ignore[arg-type]
+    assert final.counts.succeeded == 50 and final.source == "api"
+    report = httpx.get(f"{url}/batches/{batch_id}/report", headers=AUTH).json()
+    assert report["batch"]["counts"]["succeeded"] == 50 and len(report["items"]) == 50
+    paged = httpx.get(f"{url}/batches/{batch_id}/report?limit=20&offset=40", headers=AUTH).json()
+    assert len(paged["items"]) == 10 and paged["next_offset"] is None
+    first_page = httpx.get(f"{url}/batches/{batch_id}/report?limit=20", headers=AUTH).json()
+    assert first_page["next_offset"] == 20
+    csv_text = httpx.get(f"{url}/batches/{batch_id}/report?format=csv", headers=AUTH).text
+    lines = csv_text.splitlines()
+    assert len(lines) == 51 and lines[0].startswith("row,id,status")
+    assert {r["status"] for r in csv.DictReader(io.StringIO(csv_text))} == {"succeeded"}
+    listed = httpx.get(f"{url}/batches", headers=AUTH).json()["batches"]
+    assert listed[0]["batch_id"] == batch_id
+    one = httpx.get(f"{url}/batches/{batch_id}", headers=AUTH).json()
+    assert one["state"] == "completed" and one["stalled"] is False
+
+
+def test_the_same_idempotency_key_gives_the_same_batch_and_sends_once(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis, simulator: Simulator
+) -> None:
+    url, _, workers = api_stack
+    numbers = generate_numbers(20, seed=52)
+    simulator.reset(numbers)
+    items = [{"id": n["id"], "provider": n["provider"]} for n in numbers]
+    payload = {"defaults": {"assistantId": "asst_once"}, "items": items}
+    headers = AUTH | {"Idempotency-Key": "order-7781"}
+
+    first = httpx.post(f"{url}/batches", json=payload, headers=headers)
+    second = httpx.post(f"{url}/batches", json=payload, headers=headers)
+
+    assert first.status_code == second.status_code == 202
+    assert first.json()["batch_id"] == second.json()["batch_id"]
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    wait_for_batch(store, first.json()["batch_id"], workers)  # type: ignore[arg-type]
+    patches = simulator.requests("PATCH")
+    assert len(patches) == 20 and len({p["id"] for p in patches}) == 20
+    other = httpx.post(f"{url}/batches", json={"items": items[:1]}, headers=headers)
+    assert other.status_code == 422 and "different batch" in other.json()["detail"]
+
+
+def test_validation_errors_uploads_limits_cancel_and_retry(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis, simulator: Simulator
+) -> None:
+    url, _, workers = api_stack
+    numbers = generate_numbers(6, seed=53)
+    simulator.reset(numbers[:4])
+    bad = "id,provider,assistantID\nx,twilio,a\ny,vapi,b\n"
+    refused = httpx.post(f"{url}/batches", content=bad, headers=AUTH | {"Content-Type": "text/csv"})
+    assert refused.status_code == 422
+    assert [(e["row"], e["column"]) for e in refused.json()["errors"]] == [
+        (2, "assistantID"), (3, "assistantID"),
+    ]  # fmt: skip
+    unknown = httpx.post(
+        f"{url}/batches", content="x", headers=AUTH | {"Content-Type": "text/plain"}
+    )
+    assert unknown.status_code == 415
+
+    upload = httpx.post(
+        f"{url}/batches?name=nightly",
+        files={"file": ("numbers.csv", _csv(numbers, "asst_up").encode(), "text/csv")},
+        headers=AUTH,
+    )
+    assert upload.status_code == 202, upload.text
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    batch_id = upload.json()["batch_id"]
+    final = wait_for_batch(store, batch_id, workers)  # type: ignore[arg-type]
+    assert (final.name, final.counts.succeeded, final.counts.failed) == ("nightly", 4, 2)
+    simulator.reset(numbers)
+    retried = httpx.post(f"{url}/batches/{batch_id}/retry", headers=AUTH)
+    assert retried.status_code == 202 and retried.json()["items"] == 2
+    child = wait_for_batch(store, retried.json()["batch_id"], workers)  # type: ignore[arg-type]
+    assert child.counts.succeeded == 2 and child.parent_id == batch_id
+    done = httpx.post(f"{url}/batches/{batch_id}/cancel", headers=AUTH)
+    assert done.status_code == 409 and done.json()["state"] == "completed"
+    assert httpx.get(f"{url}/batches/nope", headers=AUTH).status_code == 404
+
+
+def test_upload_limit_and_start_without_a_token(
+    redis_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    url, process = _start_api(redis_url, "q-limit", tmp_path, PHONEBATCH_API_MAX_UPLOAD_BYTES="100")
+    try:
+        big = "id,provider\n" + "x,vapi\n" * 50
+        answer = httpx.post(
+            f"{url}/batches", content=big, headers=AUTH | {"Content-Type": "text/csv"}
+        )
+        assert answer.status_code == 413 and "larger than 100 bytes" in answer.json()["detail"]
+        docs = httpx.get(f"{url}/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    finally:
+        stop(process)  # type: ignore[arg-type]
+    refused = run_cli("api", "--port", str(free_port()), env={"REDIS_URL": redis_url})
+    assert refused.returncode == 2 and "PHONEBATCH_API_TOKEN is not set" in refused.stderr
+    everywhere = "0.0.0.0"  # noqa: S104 - the API must refuse it, so it is never bound
+    public = run_cli(
+        "api", "--host", everywhere, "--open-on-localhost", env={"REDIS_URL": redis_url}
+    )
+    assert public.returncode == 2 and "only binds" in public.stderr

@@ -1,0 +1,95 @@
+"""Send completion webhooks: a daemon thread in each worker takes batches that ended.
+
+Each delivery is retried with backoff (connection problems, 429, 5xx); its outcome goes
+into the batch's status. A worker that dies in the middle of a delivery loses it
+(at most once): the batch's status then stays `pending`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from jobs.report import status_dict
+from jobs.store import ReportStore
+from jobs.webhooks import headers, payload
+
+log = logging.getLogger(__name__)
+
+
+class WebhookFailed(Exception):
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def post_once(client: httpx.Client, url: str, body: bytes, secret: str) -> None:
+    try:
+        response = client.post(url, content=body, headers=headers(secret, int(time.time()), body))
+    except httpx.HTTPError as exc:
+        raise WebhookFailed(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+    if response.status_code >= 300:
+        retryable = response.status_code in (408, 429) or response.status_code >= 500
+        raise WebhookFailed(f"HTTP {response.status_code}", retryable=retryable)
+
+
+def send(
+    store: ReportStore,
+    client: httpx.Client,
+    batch_id: str,
+    secret: str | None,
+    *,
+    attempts: int = 5,
+) -> None:
+    status = store.status(batch_id)
+    if status is None or status.webhook is None:
+        return
+    if not secret:
+        store.record_webhook(batch_id, "failed", 0, "PHONEBATCH_WEBHOOK_SECRET is not set")
+        return
+    body = payload(status_dict(status))
+    tries = 0
+    retrying = Retrying(
+        retry=retry_if_exception(lambda e: isinstance(e, WebhookFailed) and e.retryable),
+        stop=stop_after_attempt(attempts),
+        wait=wait_random_exponential(multiplier=0.5, max=30),
+        reraise=True,
+    )
+    try:
+        for attempt in retrying:
+            with attempt:
+                tries += 1
+                post_once(client, status.webhook.url, body, secret)
+    except WebhookFailed as exc:
+        log.warning("webhook for batch %s failed: %s", batch_id, exc)
+        store.record_webhook(batch_id, "failed", tries, str(exc))
+        return
+    store.record_webhook(batch_id, "delivered", tries, None)
+
+
+class WebhookPump:
+    def __init__(self, store: ReportStore, secret: str | None, interval: float = 0.5) -> None:
+        self._store = store
+        self._secret = secret
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="phonebatch-webhooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
+            while not self._stop.wait(self._interval):
+                try:
+                    while (batch_id := self._store.take_due_webhook()) is not None:
+                        send(self._store, client, batch_id, self._secret)
+                except Exception:  # keep the pump alive; the next tick tries again
+                    log.exception("webhook pump")

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
         default="config/schedules.toml", validation_alias=_env("PHONEBATCH_SCHEDULES")
     )
 
+    @field_validator("vapi_api_key", "api_token", "webhook_secret", "webhook_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `VAR=` in a compose file or .env means "not set", not "the empty string".
+        return None if value == "" else value
+
     @field_validator("vapi_base_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:

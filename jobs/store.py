@@ -42,6 +42,12 @@ def new_batch_id(now: datetime | None = None) -> str:
     return f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
+class BatchMode(StrEnum):
+    UPDATE = "update"  # read, skip numbers already right (unless forced), PATCH
+    DRY_RUN = "dry_run"  # read and report what would change; no PATCH
+    ROLLBACK = "rollback"  # like update, but a number changed since is a conflict
+
+
 @dataclass(frozen=True, slots=True)
 class NewBatch:
     batch_id: str
@@ -50,6 +56,11 @@ class NewBatch:
     total: int
     parent_id: str | None = None
     webhook_url: str | None = None
+    mode: BatchMode = BatchMode.UPDATE
+    force: bool = False  # send even when a number is already in the target state
+    read_first: bool = True  # GET each number first: skip no-ops, keep what was there
+    rollback_of: str | None = None
+    selecting: bool = False  # items come later, from a selector's listing
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,7 @@ class ItemSeed:
     row: int
     number_id: str
     body: str = "{}"  # the request body as JSON, kept for resume and retry
+    expect: str | None = None  # rollback: the values the number should still hold (JSON)
 
 
 class Claim(StrEnum):
@@ -113,6 +125,11 @@ class BatchStatus:
     active_at: float | None = None  # the last claim or outcome: a stalled batch goes quiet
     retried_by: tuple[str, ...] = ()  # batches made of this one's failed items
     webhook: WebhookState | None = None
+    mode: BatchMode = BatchMode.UPDATE
+    force: bool = False
+    read_first: bool = True
+    rollback_of: str | None = None
+    selecting: bool = False
 
     @property
     def done(self) -> bool:
@@ -128,6 +145,7 @@ class Outcome:
     attempts: int = 0
     error: str | None = None
     sent: dict[str, Any] | None = None  # the body as sent, secrets redacted
+    details: dict[str, Any] = field(default_factory=dict)  # reason, changes, before
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +202,7 @@ class ItemRecord:
             error=outcome.error,
             sent=outcome.sent,
             finished_at=finished_at,
+            extra=dict(outcome.details),
         )
 
 
@@ -231,6 +250,14 @@ class ReportStore(Protocol):
         ...
 
     def link_retry(self, parent_id: str, child_id: str) -> None: ...
+
+    def expectation(self, batch_id: str, index: int) -> dict[str, Any] | None:
+        """For a rollback item: the values its number should still hold."""
+        ...
+
+    def add_items(self, batch_id: str, items: list[ItemSeed]) -> BatchStatus | None:
+        """A selector batch's items, found by its listing: all at once, then it runs."""
+        ...
 
     def take_due_webhook(self) -> str | None:
         """A batch that ended and has a webhook to send, taken by one sender only."""

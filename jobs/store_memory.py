@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from jobs.store import (
     BatchState,
@@ -26,6 +28,7 @@ class _Batch:
     items: dict[int, ItemRecord] = field(default_factory=dict)
     bodies: dict[int, str] = field(default_factory=dict)
     claims: dict[int, tuple[float, str]] = field(default_factory=dict)  # lease expiry, owner
+    expect: dict[int, dict[str, Any]] = field(default_factory=dict)
     auth_failures: int = 0
 
 
@@ -45,13 +48,39 @@ class MemoryReportStore:
             created_at=time.time(),
             parent_id=batch.parent_id,
             webhook=WebhookState(batch.webhook_url) if batch.webhook_url else None,
+            mode=batch.mode,
+            force=batch.force,
+            read_first=batch.read_first,
+            rollback_of=batch.rollback_of,
+            selecting=batch.selecting,
         )
         entry = _Batch(status)
-        for seed in items:
-            entry.items[seed.index] = ItemRecord(seed.index, seed.row, seed.number_id)
-            entry.bodies[seed.index] = seed.body
+        _write(entry, items)
         with self._lock:
             self._batches[batch.batch_id] = entry
+
+    def add_items(self, batch_id: str, items: list[ItemSeed]) -> BatchStatus | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return None
+            _write(entry, items)
+            counts = entry.status.counts
+            counts = replace(
+                counts, total=counts.total + len(items), pending=counts.pending + len(items)
+            )
+            entry.status = replace(entry.status, counts=counts, selecting=False)
+            if counts.pending <= 0 and entry.status.state is not BatchState.CANCELLED:
+                entry.status = replace(
+                    entry.status, state=BatchState.COMPLETED, finished_at=time.time()
+                )
+                self._ended(entry)
+            return entry.status
+
+    def expectation(self, batch_id: str, index: int) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            return entry.expect.get(index) if entry else None
 
     def status(self, batch_id: str) -> BatchStatus | None:
         with self._lock:
@@ -185,6 +214,14 @@ class MemoryReportStore:
             statuses = [entry.status for entry in self._batches.values()]
         newest = sorted(statuses, key=lambda b: b.created_at, reverse=True)
         return newest[offset : offset + limit]
+
+
+def _write(entry: _Batch, items: Iterable[ItemSeed]) -> None:
+    for seed in items:
+        entry.items[seed.index] = ItemRecord(seed.index, seed.row, seed.number_id)
+        entry.bodies[seed.index] = seed.body
+        if seed.expect:
+            entry.expect[seed.index] = json.loads(seed.expect)
 
 
 def _active(batch: BatchStatus, now: float) -> BatchStatus:

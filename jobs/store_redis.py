@@ -16,6 +16,7 @@ steps are the Lua scripts in `jobs.store_scripts`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from itertools import islice
@@ -27,6 +28,7 @@ from redis.typing import EncodableT, FieldT
 from jobs import store_scripts as scripts
 from jobs.store import (
     COUNTED,
+    BatchMode,
     BatchState,
     BatchStatus,
     Claim,
@@ -59,6 +61,10 @@ def bodies_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:bodies"
 
 
+def expect_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:expect"
+
+
 def _keys(batch_id: str) -> list[str]:
     return [batch_key(batch_id), items_key(batch_id), claims_key(batch_id), bodies_key(batch_id)]
 
@@ -88,6 +94,11 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         active_at=_float(data.get("active_at")),
         retried_by=tuple(c for c in data.get("retried_by", "").split(",") if c),
         webhook=_webhook(data),
+        mode=BatchMode(data.get("mode") or "update"),
+        force=data.get("force") == "1",
+        read_first=data.get("read_first", "1") == "1",
+        rollback_of=data.get("rollback_of") or None,
+        selecting=data.get("selecting") == "1",
     )
 
 
@@ -113,6 +124,7 @@ class RedisReportStore:
         self._cancel = client.register_script(scripts.CANCEL)
         self._sweep = client.register_script(scripts.SWEEP_CANCELLED)
         self._link = client.register_script(scripts.LINK_RETRY)
+        self._finish_selection = client.register_script(scripts.FINISH_SELECTION)
 
     @property
     def client(self) -> redis.Redis:
@@ -138,26 +150,53 @@ class RedisReportStore:
             "pending": batch.total,
             "parent_id": batch.parent_id or "",
             "webhook_url": batch.webhook_url or "",
+            "mode": batch.mode.value,
+            "force": int(batch.force),
+            "read_first": int(batch.read_first),
+            "rollback_of": batch.rollback_of or "",
+            "selecting": int(batch.selecting),
         }
         meta.update({c: 0 for c in COUNTED if c != "pending"})
-        bkey, ikey = batch_key(batch.batch_id), items_key(batch.batch_id)
+        bkey = batch_key(batch.batch_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(bkey, mapping=meta)
         pipe.expire(bkey, self._retention)
         pipe.zadd(BATCHES_KEY, {batch.batch_id: time.time()})
         pipe.execute()
-        dkey = bodies_key(batch.batch_id)
+        self._write_items(batch.batch_id, items)
+
+    def _write_items(self, batch_id: str, items: Iterable[ItemSeed]) -> int:
+        ikey, dkey, ekey = items_key(batch_id), bodies_key(batch_id), expect_key(batch_id)
+        pipe = self._redis.pipeline(transaction=False)
+        written = 0
         seeds = iter(items)
         while chunk := list(islice(seeds, _CHUNK)):
             records: dict[FieldT, EncodableT] = {
                 s.index: ItemRecord(s.index, s.row, s.number_id).encode() for s in chunk
             }
             bodies: dict[FieldT, EncodableT] = {s.index: s.body for s in chunk}
+            expected: dict[FieldT, EncodableT] = {s.index: s.expect for s in chunk if s.expect}
             pipe.hset(ikey, mapping=records)
             pipe.hset(dkey, mapping=bodies)
+            if expected:
+                pipe.hset(ekey, mapping=expected)
+                pipe.expire(ekey, self._retention)
             pipe.expire(ikey, self._retention)
             pipe.expire(dkey, self._retention)
             pipe.execute()
+            written += len(chunk)
+        return written
+
+    def add_items(self, batch_id: str, items: list[ItemSeed]) -> BatchStatus | None:
+        added = self._write_items(batch_id, items)
+        self._finish_selection(
+            keys=[batch_key(batch_id), WEBHOOKS_DUE_KEY], args=[added, batch_id, self._retention]
+        )
+        return self.status(batch_id)
+
+    def expectation(self, batch_id: str, index: int) -> dict[str, Any] | None:
+        raw = self._redis.hget(expect_key(batch_id), str(index))
+        return json.loads(raw) if raw else None
 
     def status(self, batch_id: str) -> BatchStatus | None:
         raw = self._redis.hgetall(batch_key(batch_id))

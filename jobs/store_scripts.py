@@ -160,3 +160,20 @@ else children = ARGV[1] end
 redis.call('HSET', KEYS[1], 'retried_by', children)
 return 1
 """
+
+# KEYS: B, due webhooks set. ARGV: 1 items added, 2 batch id, 3 retention (s)
+# A selector batch's listing is done: its items count from now on (none: it is complete).
+FINISH_SELECTION = (
+    _NOW
+    + """
+redis.call('HINCRBY', KEYS[1], 'total', ARGV[1])
+local pending = redis.call('HINCRBY', KEYS[1], 'pending', ARGV[1])
+redis.call('HSET', KEYS[1], 'selecting', '0', 'active_at', stamp)
+if pending <= 0 and redis.call('HGET', KEYS[1], 'state') ~= 'cancelled' then
+  redis.call('HSET', KEYS[1], 'state', 'completed', 'finished_at', stamp)
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  ended(KEYS[1], KEYS[2], ARGV[2])
+end
+return pending
+"""
+)

@@ -16,6 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from simulator.faults import Decision, Fault, FaultConfig, FaultInjector
+from simulator.listing import list_matching
 from simulator.schema import body_problems, variant_validators
 from simulator.state import SimulatorState
 
@@ -144,6 +145,20 @@ class Simulator:
             return DroppedConnection()
         return JSONResponse(number)
 
+    async def list_numbers(self, request: Request) -> Response:
+        """GET /phone-number: newest first, `limit` 0..1000 (default 100), createdAt and
+        updatedAt filters (Gt, Lt, Ge, Le); no cursor: callers page by createdAt."""
+        admitted = await self._admit(request, "LIST", "")
+        if isinstance(admitted, Response):
+            return admitted
+        try:
+            matches = list_matching(self.state.numbers.values(), request.query_params)
+        except ValueError as exc:
+            self._log(request, "LIST", "", 400)
+            return vapi_error(400, [str(exc)], "Bad Request")
+        self._log(request, "LIST", "", 200)
+        return JSONResponse(matches)
+
     # --- /_sim/: inspection and setup for tests and the demo; no auth -----------------
 
     async def sim_requests(self, request: Request) -> Response:
@@ -183,6 +198,7 @@ def create_app(config: SimulatorConfig, state: SimulatorState) -> Starlette:
     sim = Simulator(config, state)
     return Starlette(
         routes=[
+            Route("/phone-number", sim.list_numbers, methods=["GET"]),
             Route("/phone-number/{id}", sim.patch_number, methods=["PATCH"]),
             Route("/phone-number/{id}", sim.get_number, methods=["GET"]),
             Route("/_sim/requests", sim.sim_requests, methods=["GET"]),

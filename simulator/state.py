@@ -6,7 +6,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -15,22 +15,27 @@ ORG_ID = "00000000-0000-4000-8000-00000000a11c"
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _stamp(datetime.now(UTC))
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def generate_numbers(count: int, seed: int = 0) -> list[dict[str, Any]]:
     """`count` numbers, providers in turn; the same seed gives the same ids."""
     rng = random.Random(seed)
     numbers = []
+    start = datetime.now(UTC) - timedelta(days=30)
     for i in range(count):
         provider = PROVIDERS[i % len(PROVIDERS)]
         number_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        numbers.append(_new_number(number_id, provider, i))
+        # One minute apart: listings page by createdAt, as Vapi's do.
+        numbers.append(_new_number(number_id, provider, i, _stamp(start + timedelta(minutes=i))))
     return numbers
 
 
-def _new_number(number_id: str, provider: str, i: int) -> dict[str, Any]:
-    stamp = _now()
+def _new_number(number_id: str, provider: str, i: int, stamp: str) -> dict[str, Any]:
     number: dict[str, Any] = {
         "id": number_id,
         "orgId": ORG_ID,

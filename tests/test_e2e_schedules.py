@@ -104,7 +104,8 @@ def test_two_beats_fire_each_slot_once(
     logs = [(tmp_path / f"beat{n}.log").read_text() for n in range(2)]
     assert all("Sending due task tick" in text for text in logs)  # both beats were firing
     for batch in fired:
-        assert wait_for_batch(store, batch.batch_id, workers).counts.succeeded == len(numbers)
+        counts = wait_for_batch(store, batch.batch_id, workers).counts
+        assert counts.succeeded + counts.skipped == len(numbers)  # later ticks find them set
 
 
 def test_a_bad_schedule_file_is_refused_at_start(redis_url: str, tmp_path: Path) -> None:

@@ -71,7 +71,8 @@ def test_the_patch_goes_to_the_number_with_the_key_and_only_the_body() -> None:
     record = _deliver(store, _api(handler))
 
     assert record is not None and record.status is ItemStatus.SUCCEEDED
-    (request,) = seen
+    assert [r.method for r in seen] == ["GET", "PATCH"]  # read first, then write
+    request = seen[1]
     assert request.method == "PATCH"
     assert str(request.url) == "http://vapi.test/phone-number/num%2F1"
     assert request.headers["authorization"] == "Bearer k-123"
@@ -124,7 +125,7 @@ def test_an_item_with_an_outcome_is_not_sent_again() -> None:
     store, api = _store(), _api(handler)
     assert _deliver(store, api) is not None
     assert _deliver(store, api) is None
-    assert len(calls) == 1
+    assert len(calls) == 2  # one GET and one PATCH, once
 
 
 def test_errors_are_classified_at_the_boundary() -> None:

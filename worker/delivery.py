@@ -15,8 +15,17 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
+from jobs.diff import Change, changes, conflicts, snapshot
 from jobs.redaction import redact
-from jobs.store import BatchStatus, Claim, ItemRecord, ItemStatus, Outcome, ReportStore
+from jobs.store import (
+    BatchMode,
+    BatchStatus,
+    Claim,
+    ItemRecord,
+    ItemStatus,
+    Outcome,
+    ReportStore,
+)
 from worker.errors import AuthError, DeliveryError
 from worker.retry import Attempts, Deferred
 from worker.vapi import VapiApi
@@ -112,11 +121,8 @@ def _attempt(
     sent = redact(item.body)
     if batch.halted_reason:
         return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=batch.halted_reason)
-    body = json.dumps(item.body, separators=(",", ":"))
     try:
-        result, attempts = sender.run(
-            lambda: api.update_phone_number(item.number_id, body), item.attempts
-        )
+        return _read_then_write(item, api, store, sender, batch, sent)
     except AuthError as exc:
         reason = auth_halt_reason(exc, auth_failure_limit, item.batch_id)
         if store.note_auth_failure(item.batch_id, reason, auth_failure_limit):
@@ -132,9 +138,68 @@ def _attempt(
             ItemStatus.FAILED, attempts=item.attempts.total, error=f"internal error: {exc!r}",
             sent=sent,
         )  # fmt: skip
+
+
+def _read_then_write(
+    item: WorkItem,
+    api: VapiApi,
+    store: ReportStore,
+    sender: Sender,
+    batch: BatchStatus,
+    sent: dict[str, Any],
+) -> Outcome:
+    """GET the number first (unless the batch said not to), then decide: report only
+    (dry run), leave it (already right, or changed since a rolled-back batch), or PATCH."""
+    attempts = item.attempts
+    details: dict[str, Any] = {}
+    if batch.read_first:
+        before = attempts.total
+        found, attempts = sender.run(lambda: api.get_phone_number(item.number_id), attempts)
+        attempts.reads += attempts.total - before  # a report's `attempts` counts updates
+        current = found.payload if isinstance(found.payload, dict) else {}
+        diff = changes(current, item.body)
+        details = {"changes": [c.as_dict() for c in diff], "in_target_state": not diff}
+        skip = _skip_reason(item, store, batch, current, diff, details)
+        if skip is not None:
+            details["reason"] = skip
+            return Outcome(
+                ItemStatus.SKIPPED, http_status=found.http_status, attempts=attempts.total,
+                sent=sent, details=details,
+            )  # fmt: skip
+        details["before"] = snapshot(current, item.body)
+    body = json.dumps(item.body, separators=(",", ":"))
+    try:
+        result, attempts = sender.run(
+            lambda: api.update_phone_number(item.number_id, body), attempts
+        )
+    except DeliveryError as exc:
+        exc.attempts -= attempts.reads  # `attempts` in a report counts updates
+        raise
     return Outcome(
-        ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts.total, sent=sent
-    )
+        ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts.updates,
+        sent=sent, details=details,
+    )  # fmt: skip
+
+
+def _skip_reason(
+    item: WorkItem,
+    store: ReportStore,
+    batch: BatchStatus,
+    current: dict[str, Any],
+    diff: list[Change],
+    details: dict[str, Any],
+) -> str | None:
+    if batch.mode is BatchMode.DRY_RUN:
+        return "dry run: nothing sent"
+    if batch.mode is BatchMode.ROLLBACK and not batch.force:
+        clash = conflicts(current, store.expectation(item.batch_id, item.index) or {})
+        if clash:
+            details["conflicts"] = [c.as_dict() for c in clash]
+            fields = ", ".join(c.field for c in clash)
+            return f"conflict: {fields} changed since; left alone (--force overwrites)"
+    if not diff and not batch.force:
+        return "already in the target state"
+    return None
 
 
 def _without_secrets(item: WorkItem) -> str | None:

@@ -33,18 +33,25 @@ class Attempts:
     total: int = 0
     failures: int = 0  # transient failures other than 429
     rate_limited: int = 0
+    reads: int = 0  # of `total`, the GETs that read the number before its update
+
+    @property
+    def updates(self) -> int:
+        return self.total - self.reads
 
     def as_dict(self) -> dict[str, int]:
-        return {"total": self.total, "failures": self.failures, "rate_limited": self.rate_limited}
+        return {
+            "total": self.total,
+            "failures": self.failures,
+            "rate_limited": self.rate_limited,
+            "reads": self.reads,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Attempts:
         data = data or {}
-        return cls(
-            int(data.get("total", 0)),
-            int(data.get("failures", 0)),
-            int(data.get("rate_limited", 0)),
-        )
+        fields = ("total", "failures", "rate_limited", "reads")
+        return cls(**{name: int(data.get(name, 0)) for name in fields})
 
 
 class Deferred(Exception):

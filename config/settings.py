@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         description="401/403 answers after which a batch stops sending",
     )  # fmt: skip
 
+    list_page_size: int = Field(
+        default=1000, ge=1, le=1000, validation_alias=_env("PHONEBATCH_LIST_PAGE_SIZE"),
+        description="numbers per page when a selector lists them (the API allows 1000)",
+    )  # fmt: skip
+
     # --- the HTTP API, webhooks, schedules ----------------------------------------------
     api_token: SecretStr | None = Field(
         default=None, validation_alias=_env("PHONEBATCH_API_TOKEN"),

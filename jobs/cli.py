@@ -24,7 +24,7 @@ from config import Settings, load_settings
 from config.schedules import Schedule, ScheduleError, find, load_schedules, utc
 from jobs.intake import Intake, parse_assignments, read_batch
 from jobs.models import PROVIDERS
-from jobs.producer import submit_batch
+from jobs.producer import BatchOptions, submit_batch, submit_selection
 from jobs.progress import watch
 from jobs.recovery import is_stalled
 from jobs.recovery import resume as resume_batch
@@ -38,9 +38,18 @@ from jobs.report import (
     write_json,
 )
 from jobs.retries import NothingToRetry, retry_failed
+from jobs.rollback import NothingToRollBack, plan_rollback
 from jobs.scheduling import fire
+from jobs.selection import parse_conditions
 from jobs.sources import InputError, detect_format
-from jobs.store import BatchState, BatchStatus, ItemStatus, StoreUnavailable, iter_items
+from jobs.store import (
+    BatchMode,
+    BatchState,
+    BatchStatus,
+    ItemStatus,
+    StoreUnavailable,
+    iter_items,
+)
 from jobs.store_redis import RedisReportStore
 from jobs.urls import safe_url
 
@@ -182,6 +191,12 @@ def _print_status(status: BatchStatus) -> None:
         out.print(f"  retry of  {status.parent_id}")
     if status.retried_by:
         out.print(f"  retried   {', '.join(status.retried_by)}")
+    if status.mode is not BatchMode.UPDATE:
+        out.print(f"  mode      {status.mode.value}")
+    if status.rollback_of:
+        out.print(f"  undoes    {status.rollback_of}")
+    if status.selecting:
+        out.print("  selecting a worker is listing the numbers that match")
     if status.halted_reason:
         out.print(f"  stopped   {status.halted_reason}", markup=False)
 
@@ -212,9 +227,30 @@ def validate(
 
 @app.command()
 def submit(
-    file: FileArg,
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="A CSV, JSON or JSONL batch file ('-' for stdin); or use --where."),
+    ] = None,
     provider: ProviderOpt = None,
     sets: SetOpt = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where", help="FIELD=VALUE: every number that has it now (repeatable); no FILE."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read each number and report what would change.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Send even to numbers already in the target state.")
+    ] = False,
+    no_read: Annotated[
+        bool,
+        typer.Option(
+            "--no-read", help="Do not read numbers first: no skipping, no snapshot, no rollback."
+        ),
+    ] = False,
     wait: Annotated[
         bool, typer.Option("--wait", help="Show progress until the batch ends.")
     ] = False,
@@ -225,7 +261,17 @@ def submit(
         str | None, typer.Option("--webhook", help="POST the signed summary here when done.")
     ] = None,
 ) -> None:
-    """Validate a batch file whole, then queue one update per number."""
+    """Validate a batch whole, then queue one update per number (or select them: --where)."""
+    if dry_run and no_read:
+        raise CliError("--dry-run reads every number: it cannot go with --no-read", EXIT_INVALID)
+    options = BatchOptions(
+        mode=BatchMode.DRY_RUN if dry_run else BatchMode.UPDATE, force=force, read_first=not no_read
+    )
+    if where:
+        _submit_selection(where, sets, options, name, webhook, wait=wait, as_json=as_json)
+        return
+    if file is None:
+        raise CliError("give a batch FILE, or --where conditions to select numbers", EXIT_INVALID)
     intake = _read(file, fmt, provider, sets)
     if not intake.ok:
         if as_json:
@@ -242,8 +288,60 @@ def submit(
         name=name or file.name,
         source="cli",
         webhook_url=webhook or settings().webhook_url,
+        options=options,
     )
     _announce(store, batch_id, len(intake.items), wait=wait, as_json=as_json)
+
+
+def _submit_selection(
+    where: list[str],
+    sets: list[str] | None,
+    options: BatchOptions,
+    name: str | None,
+    webhook: str | None,
+    *,
+    wait: bool,
+    as_json: bool,
+) -> None:
+    conditions = parse_conditions(where)
+    values = parse_assignments(sets or [])
+    if not values:
+        raise CliError("--where needs --set: the values to give the numbers found", EXIT_INVALID)
+    store = _store()
+    batch_id = submit_selection(
+        conditions, values, store=store, broker=store.client, queue=settings().queue,
+        name=name or "where " + " and ".join(where), source="cli",
+        webhook_url=webhook or settings().webhook_url, options=options,
+    )  # fmt: skip
+    if not as_json and not wait:
+        err.print("A worker lists the numbers and queues those that match.")
+    _announce(store, batch_id, 0, wait=wait, as_json=as_json)
+
+
+@app.command()
+def rollback(
+    batch_id: str,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite numbers changed since the batch ran.")
+    ] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until it ends.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Put back the values BATCH_ID overwrote, only the fields it touched."""
+    store = _store()
+    original = _status(store, batch_id)
+    try:
+        plan = plan_rollback(store, batch_id)
+    except NothingToRollBack as exc:
+        raise CliError(str(exc)) from None
+    for note in plan.left_out[:20]:
+        err.print(f"not restored: {note}", markup=False)
+    child = submit_batch(
+        plan.items, store=store, broker=store.client, queue=settings().queue,
+        name=f"rollback of {original.name}", source=original.source,
+        options=BatchOptions(mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id),
+    )  # fmt: skip
+    _announce(store, child, len(plan.items), wait=wait, as_json=as_json)
 
 
 def _announce(
@@ -265,8 +363,49 @@ def _announce(
         out.print(f"Batch {batch_id} {final.state.value}: {summary_line(final)}")
         if final.halted_reason:
             out.print(f"Stopped sending: {final.halted_reason}", markup=False)
+        if final.mode is BatchMode.DRY_RUN:
+            _print_dry_run(store, final)
+        else:
+            _print_skips(store, final)
         _print_failures(store, final)
     raise typer.Exit(_exit_code(final))
+
+
+def _print_dry_run(store: RedisReportStore, status: BatchStatus, limit: int = 50) -> None:
+    """The changes a dry run found, as a readable diff."""
+    would, right, shown = 0, 0, 0
+    for record in iter_items(store, status.batch_id, status.counts.total):
+        found = record.extra.get("changes")
+        if found is None:
+            continue
+        if not found:
+            right += 1
+            continue
+        would += 1
+        if shown < limit:
+            shown += 1
+            out.print(f"row {record.row}  {record.number_id}", markup=False)
+            for change in found:
+                before = json.dumps(change["before"])
+                after = json.dumps(change["after"])
+                out.print(f"    {change['field']}: {before} → {after}", markup=False)
+    if would > shown:
+        out.print(
+            f"... and {would - shown} more: phonebatch report {status.batch_id} --format json"
+        )
+    out.print(f"Dry run: {would} numbers would change, {right} are already in the target state.")
+
+
+def _print_skips(store: RedisReportStore, status: BatchStatus, limit: int = 20) -> None:
+    if not status.counts.skipped:
+        return
+    reasons = Counter(
+        str(r.extra.get("reason", "skipped"))
+        for r in iter_items(store, status.batch_id, status.counts.total)
+        if r.status is ItemStatus.SKIPPED
+    )
+    for reason, count in reasons.most_common(limit):
+        out.print(f"Skipped {count}: {reason}", markup=False)
 
 
 def _print_failures(store: RedisReportStore, status: BatchStatus, limit: int = 20) -> None:

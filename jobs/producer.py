@@ -7,16 +7,18 @@ seconds.
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import islice
 
 import redis
 
-from jobs.store import ItemSeed, NewBatch, ReportStore, new_batch_id
+from jobs.store import BatchMode, ItemSeed, NewBatch, ReportStore, new_batch_id
 from jobs.validation import BatchItem
-from worker.messages import UPDATE_TASK, task_message, update_args
+from worker.messages import SELECT_TASK, UPDATE_TASK, task_message, update_args
 
 CHUNK = 1000
 Progress = Callable[[int], None]
@@ -57,6 +59,66 @@ def enqueue_items(
     return pushed
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    mode: BatchMode = BatchMode.UPDATE
+    force: bool = False  # send even to numbers already in the target state
+    read_first: bool = True  # GET each number first (skip no-ops, keep a snapshot)
+    rollback_of: str | None = None
+
+
+def new_batch(
+    batch_id: str,
+    name: str,
+    source: str,
+    total: int,
+    parent_id: str | None = None,
+    webhook_url: str | None = None,
+    options: BatchOptions | None = None,
+    selecting: bool = False,
+) -> NewBatch:
+    chosen = options or BatchOptions()
+    return NewBatch(
+        batch_id, name=name, source=source, total=total, parent_id=parent_id,
+        webhook_url=webhook_url, mode=chosen.mode, force=chosen.force,
+        read_first=chosen.read_first, rollback_of=chosen.rollback_of, selecting=selecting,
+    )  # fmt: skip
+
+
+def seeds_of(items: Sequence[BatchItem], start: int = 0) -> Iterator[ItemSeed]:
+    for index, item in enumerate(items, start=start):
+        yield ItemSeed(index, item.row, item.number_id, item.body, item.expect)
+
+
+def submit_selection(
+    conditions: dict[str, str],
+    values: dict[str, str],
+    *,
+    store: ReportStore,
+    broker: redis.Redis,
+    queue: str,
+    name: str,
+    source: str,
+    webhook_url: str | None = None,
+    options: BatchOptions | None = None,
+) -> str:
+    """A batch whose numbers a worker finds by listing them (only workers hold the key)."""
+    batch_id = new_batch_id()
+    store.create_batch(
+        new_batch(batch_id, name, source, 0, None, webhook_url, options, selecting=True), []
+    )
+    message = task_message(
+        task_name=SELECT_TASK,
+        task_id=str(uuid.uuid4()),
+        args_json=json.dumps([batch_id, conditions, values]),
+        queue=queue,
+        origin=f"phonebatch-producer@{socket.gethostname()}",
+        argsrepr=f"(batch={batch_id}, where={conditions})",
+    )
+    broker.lpush(queue, message)
+    return batch_id
+
+
 def submit_batch(
     items: Sequence[BatchItem],
     *,
@@ -68,21 +130,14 @@ def submit_batch(
     parent_id: str | None = None,
     webhook_url: str | None = None,
     batch_id: str | None = None,
+    options: BatchOptions | None = None,
     on_progress: Progress | None = None,
 ) -> str:
     """Create the batch in the report store and enqueue its tasks; returns its id."""
     batch_id = batch_id or new_batch_id()
-    seeds = (ItemSeed(i, item.row, item.number_id, item.body) for i, item in enumerate(items))
     store.create_batch(
-        NewBatch(
-            batch_id,
-            name=name,
-            source=source,
-            total=len(items),
-            parent_id=parent_id,
-            webhook_url=webhook_url,
-        ),
-        seeds,
+        new_batch(batch_id, name, source, len(items), parent_id, webhook_url, options),
+        seeds_of(items),
     )
     enqueue_items(broker, queue, batch_id, items, on_progress=on_progress)
     if parent_id is not None:

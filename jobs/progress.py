@@ -49,8 +49,9 @@ def watch(
         with progress:
             task = progress.add_task(batch_id, total=total, counts="")
             while True:
+                total = current.counts.total  # a selector batch learns its size later
                 done = total - current.counts.pending
-                progress.update(task, completed=done, counts=summary_line(current))
+                progress.update(task, total=total, completed=done, counts=summary_line(current))
                 if current.done:
                     return current
                 time.sleep(interval)

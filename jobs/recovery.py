@@ -24,6 +24,7 @@ from jobs.producer import enqueue_items
 from jobs.store import BatchStatus, ItemStatus, ReportStore, iter_items
 from jobs.validation import BatchItem
 from worker.deferral import deferred_key
+from worker.messages import UPDATE_TASK
 
 UNACKED_KEY = "unacked"  # kombu's Redis transport defaults
 UNACKED_INDEX_KEY = "unacked_index"
@@ -60,6 +61,8 @@ def _index_of(message: bytes | str, batch_id: str) -> int | None:
     if f"batch={batch_id}," not in text:  # the argsrepr names the batch: skip the rest fast
         return None
     envelope = json.loads(text)
+    if envelope.get("headers", {}).get("task") != UPDATE_TASK:
+        return None  # a selector's listing task, say: it holds no item
     args = json.loads(base64.b64decode(envelope["body"]))[0]
     return int(args[1]) if args and args[0] == batch_id else None
 

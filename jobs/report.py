@@ -13,11 +13,13 @@ from typing import Any, TextIO
 
 from jobs.store import BatchStatus, ItemRecord
 
-CSV_COLUMNS = ("row", "id", "status", "http_status", "attempts", "error", "sent")
+CSV_COLUMNS = ("row", "id", "status", "http_status", "attempts", "error", "sent", "reason")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def item_dict(record: ItemRecord) -> dict[str, Any]:
+    """An item as reports show it; `reason`, `changes`, `before`, `in_target_state` and
+    `conflicts` come with numbers that were read first."""
     return {
         "row": record.row,
         "id": record.number_id,
@@ -26,7 +28,7 @@ def item_dict(record: ItemRecord) -> dict[str, Any]:
         "attempts": record.attempts,
         "error": record.error,
         "sent": record.sent,
-    }
+    } | record.extra
 
 
 def status_dict(status: BatchStatus) -> dict[str, Any]:
@@ -43,6 +45,10 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "halted_reason": status.halted_reason,
         "retried_by": list(status.retried_by),
         "webhook": status.webhook.as_dict() if status.webhook else None,
+        "mode": status.mode.value,
+        "force": status.force,
+        "rollback_of": status.rollback_of,
+        "selecting": status.selecting,
     }
 
 
@@ -83,7 +89,7 @@ def csv_lines(items: Iterable[ItemRecord]) -> Iterator[str]:
     for record in items:
         data = item_dict(record)
         data["sent"] = json.dumps(data["sent"]) if data["sent"] is not None else ""
-        yield take(neutralize("" if data[c] is None else data[c]) for c in CSV_COLUMNS)
+        yield take(neutralize("" if data.get(c) is None else data[c]) for c in CSV_COLUMNS)
 
 
 def write_csv(items: Iterable[ItemRecord], out: TextIO) -> None:

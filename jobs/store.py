@@ -232,6 +232,10 @@ class ReportStore(Protocol):
         """Count a refused key; at `limit`, halt the batch with `reason`. True if halted."""
         ...
 
+    def halt(self, batch_id: str, reason: str) -> None:
+        """Stop the batch from sending anything more, with the reason."""
+        ...
+
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
         """Take the item for the run `owner` (a task id) for `lease` seconds, unless that
         makes no sense; for `BUSY`, also how long the other run's lease has left."""

@@ -160,6 +160,12 @@ class MemoryReportStore:
                 return {}
             return {i: entry.bodies[i] for i in indexes if i in entry.bodies}
 
+    def halt(self, batch_id: str, reason: str) -> None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry and entry.status.halted_reason is None:
+                entry.status = replace(entry.status, halted_reason=reason)
+
     def take_due_webhook(self) -> str | None:
         with self._lock:
             return self._webhooks_due.pop(0) if self._webhooks_due else None

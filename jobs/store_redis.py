@@ -242,6 +242,9 @@ class RedisReportStore:
         raws = self._redis.hmget(bodies_key(batch_id), [str(i) for i in indexes])
         return {i: _text(r) for i, r in zip(indexes, raws, strict=True) if r is not None}
 
+    def halt(self, batch_id: str, reason: str) -> None:
+        self._redis.hsetnx(batch_key(batch_id), "halted_reason", reason)
+
     def take_due_webhook(self) -> str | None:
         taken = self._redis.spop(WEBHOOKS_DUE_KEY)
         return _text(taken) if taken else None

@@ -49,6 +49,7 @@ class BatchItem:
     row: int
     number_id: str
     body: str  # compact JSON of the request body; held as text to keep 100k rows small
+    expect: str | None = None  # rollback: what the number should still hold (JSON)
 
 
 def suggest(name: str, candidates: Sequence[str]) -> str | None:

@@ -98,7 +98,7 @@ def test_csv_report_neutralizes_formulas() -> None:
     out = io.StringIO()
     write_csv(records, out)
     rows = list(csv.reader(out.getvalue().splitlines()))
-    assert rows[0] == ["row", "id", "status", "http_status", "attempts", "error", "sent"]
+    assert rows[0] == ["row", "id", "status", "http_status", "attempts", "error", "sent", "reason"]
     assert rows[1] == [
         "2",
         '\'=HYPERLINK("x")',
@@ -107,8 +107,9 @@ def test_csv_report_neutralizes_formulas() -> None:
         "1",
         "'+1 is bad",
         '{"name": "@x"}',
+        "",
     ]
-    assert rows[2] == ["3", "'-5", "pending", "", "0", "", ""]
+    assert rows[2] == ["3", "'-5", "pending", "", "0", "", "", ""]
 
 
 def test_status_report_and_list_of_a_finished_batch(

@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 UPDATE_TASK = "phonebatch.update_phone_number"
+SELECT_TASK = "phonebatch.select_numbers"
 _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 
 

@@ -8,6 +8,7 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -31,6 +32,18 @@ class Runtime:
     store: RedisReportStore
     sender: RetryingSender
     deferrals: Deferrals
+
+    def defer_task(self, task_name: str, args: list[Any], delay: float, argsrepr: str) -> None:
+        """Run this task again in `delay` seconds (without holding a worker meanwhile)."""
+        message = task_message(
+            task_name=task_name,
+            task_id=str(uuid.uuid4()),
+            args_json=json.dumps(args, separators=(",", ":")),
+            queue=self.settings.queue,
+            origin=f"phonebatch-worker@{socket.gethostname()}",
+            argsrepr=argsrepr,
+        )
+        self.deferrals.defer(message, delay)
 
     def hand_back(self, item: WorkItem, deferred: Deferred) -> None:
         """Put the item back on the queue in `deferred.delay` seconds, counts kept."""

@@ -21,9 +21,11 @@ from worker.app import app
 from worker.beat import FIRE_TASK
 from worker.deferral import DeferralPump, Deferrals
 from worker.delivery import WorkItem, deliver
-from worker.messages import UPDATE_TASK
-from worker.retry import Attempts
+from worker.errors import DeliveryError
+from worker.messages import SELECT_TASK, UPDATE_TASK
+from worker.retry import Attempts, Deferred
 from worker.runtime import get_runtime, resilient_redis
+from worker.selector import build_selection
 from worker.webhook_pump import WebhookPump
 
 log = get_task_logger(__name__)
@@ -123,3 +125,25 @@ def fire_schedule(name: str, slot: str | None = None) -> None:
         log.info("schedule %s: slot %s was fired already", name, slot)
     else:
         log.info("schedule %s: slot %s fired batch %s", name, slot, batch_id)
+
+
+@app.task(name=SELECT_TASK, ignore_result=True, acks_late=True)
+def select_numbers(batch_id: str, conditions: dict[str, str], values: dict[str, str]) -> None:
+    """List the numbers, keep the matching ones, and queue them as the batch's items."""
+    runtime = get_runtime(_settings())
+    try:
+        count = build_selection(
+            batch_id, conditions, values, api=runtime.api, sender=runtime.sender,
+            store=runtime.store, broker=runtime.store.client, queue=runtime.settings.queue,
+            page_size=runtime.settings.list_page_size,
+        )  # fmt: skip
+    except Deferred as deferred:
+        # The API asked for a long pause: list again later, from the start.
+        args: list[Any] = [batch_id, conditions, values]
+        runtime.defer_task(SELECT_TASK, args, deferred.delay, f"(batch={batch_id}, select)")
+        return
+    except DeliveryError as exc:
+        runtime.store.halt(batch_id, f"the numbers could not be listed: {exc.message}")
+        runtime.store.add_items(batch_id, [])
+        return
+    log.info("batch %s: selected %d numbers", batch_id, count)

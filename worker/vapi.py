@@ -71,6 +71,13 @@ class VapiApi:
             headers={"Content-Type": "application/json"},
         )
 
+    def list_phone_numbers(self, limit: int, created_at_le: str | None = None) -> ApiResult:
+        """GET /phone-number: newest first, at most `limit` (0..1000), no cursor."""
+        params: dict[str, str | int] = {"limit": limit}
+        if created_at_le is not None:
+            params["createdAtLe"] = created_at_le
+        return self._send("GET", "/phone-number", params=params)
+
     def get_phone_number(self, number_id: str) -> ApiResult:
         return self._send("GET", f"/phone-number/{quote(number_id, safe='')}")
 

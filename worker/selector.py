@@ -1,0 +1,64 @@
+"""Build a selector batch on a worker (only workers hold the API key): list every number,
+keep those matching the conditions, and give them the batch's values."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+
+import redis
+
+from jobs.intake import validate_records
+from jobs.producer import enqueue_items, seeds_of
+from jobs.selection import selected_records
+from jobs.store import ReportStore
+from worker.delivery import Sender
+from worker.retry import Attempts
+from worker.vapi import VapiApi
+
+log = logging.getLogger(__name__)
+
+
+def list_all(api: VapiApi, sender: Sender, page_size: int) -> list[dict[str, Any]]:
+    """Every number, a page at a time. The listing has no cursor: each next page asks for
+    numbers created at or before the oldest one seen (ties are read twice, kept once)."""
+    found: dict[str, dict[str, Any]] = {}
+    cursor: str | None = None
+    while True:
+        result, _ = sender.run(partial(api.list_phone_numbers, page_size, cursor), Attempts())
+        page = [n for n in (result.payload or []) if isinstance(n, dict) and "id" in n]
+        new = [n for n in page if n["id"] not in found]
+        found.update((n["id"], n) for n in new)
+        if len(page) < page_size or not new:
+            return list(found.values())
+        cursor = min(str(n.get("createdAt", "")) for n in page)
+
+
+def build_selection(
+    batch_id: str,
+    conditions: dict[str, str],
+    values: dict[str, str],
+    *,
+    api: VapiApi,
+    sender: Sender,
+    store: ReportStore,
+    broker: redis.Redis,
+    queue: str,
+    page_size: int,
+) -> int:
+    """Add the matching numbers to the batch and queue them; returns how many."""
+    numbers = list_all(api, sender, page_size)
+    records = selected_records(numbers, conditions)
+    if not records:
+        store.add_items(batch_id, [])  # nothing matched: the batch is complete, empty
+        return 0
+    intake = validate_records(records, overrides=values)
+    if not intake.ok:
+        store.halt(batch_id, f"the selection could not be built: {intake.errors[0]}")
+        store.add_items(batch_id, [])
+        return 0
+    store.add_items(batch_id, list(seeds_of(intake.items)))
+    enqueue_items(broker, queue, batch_id, intake.items)
+    log.info("batch %s: %d of %d numbers selected", batch_id, len(intake.items), len(numbers))
+    return len(intake.items)

@@ -40,6 +40,7 @@ class Schedule(BaseModel):
     provider: str | None = None
     set: dict[str, Any] | None = None
     webhook_url: str | None = None
+    dry_run: bool = False  # report what the schedule would change, send nothing
 
     @field_validator("cron")
     @classmethod

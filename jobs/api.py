@@ -16,17 +16,20 @@ from typing import Annotated, Any
 import redis
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import UploadFile
 
 from config import Settings
 from jobs.intake import Intake, parse_assignments, read_batch
 from jobs.models import PROVIDERS
-from jobs.producer import submit_batch
+from jobs.producer import BatchOptions, submit_batch, submit_selection
 from jobs.recovery import is_stalled
 from jobs.report import csv_lines, item_dict, status_dict
 from jobs.retries import NothingToRetry, retry_failed
+from jobs.rollback import NothingToRollBack, plan_rollback
 from jobs.sources import Format, InputError, detect_format
 from jobs.store import (
+    BatchMode,
     BatchState,
     BatchStatus,
     ItemRecord,
@@ -161,6 +164,8 @@ def _submission_routes(
         webhook_url: str | None = None,
         set_: Annotated[list[str], Query(alias="set")] = [],  # noqa: B006 - FastAPI reads it
         format_: Annotated[str | None, Query(alias="format")] = None,
+        dry_run: bool = False,
+        force: bool = False,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         """A batch as JSON (like a JSON batch file), CSV or JSONL, raw or as an upload."""
@@ -181,7 +186,7 @@ def _submission_routes(
             raise ApiError(422, "webhook_url must be an http(s) URL")
         batch_id = new_batch_id()
         if idempotency_key:
-            options = json.dumps([provider, name, webhook_url, set_]).encode()
+            options = json.dumps([provider, name, webhook_url, set_, dry_run, force]).encode()
             fingerprint = hashlib.sha256(data + options).hexdigest()
             first = _remember(store, idempotency_key, batch_id, fingerprint)
             if first != batch_id:
@@ -195,7 +200,26 @@ def _submission_routes(
             source="api",
             webhook_url=webhook_url or settings.webhook_url,
             batch_id=batch_id,
+            options=BatchOptions(
+                mode=BatchMode.DRY_RUN if dry_run else BatchMode.UPDATE, force=force
+            ),
         )
+        return _accepted(batch_id)
+
+    @api.post("/batches/select", status_code=202, dependencies=authorized, tags=["batches"])
+    def post_selection(selection: Selection) -> JSONResponse:
+        """Every number whose current values match `where` gets `set` (listed by a worker)."""
+        if not selection.where or not selection.set:
+            raise ApiError(422, "a selection needs `where` conditions and `set` values")
+        mode = BatchMode.DRY_RUN if selection.dry_run else BatchMode.UPDATE
+        batch_id = submit_selection(
+            {k: _text(v) for k, v in selection.where.items()},
+            {k: _text(v) for k, v in selection.set.items()},
+            store=store, broker=store.client, queue=settings.queue,
+            name=selection.name or "selection", source="api",
+            webhook_url=selection.webhook_url or settings.webhook_url,
+            options=BatchOptions(mode=mode, force=selection.force),
+        )  # fmt: skip
         return _accepted(batch_id)
 
 
@@ -260,6 +284,25 @@ def _batch_routes(
         return JSONResponse(status_dict(final), code)
 
     @api.post(
+        "/batches/{batch_id}/rollback", status_code=202, dependencies=authorized, tags=["batches"]
+    )
+    def rollback_batch(batch_id: str, force: bool = False) -> JSONResponse:
+        """Put back what the batch overwrote; numbers changed since are left alone unless
+        forced."""
+        original = _existing(store, batch_id)
+        try:
+            plan = plan_rollback(store, batch_id)
+        except NothingToRollBack as exc:
+            raise ApiError(409, str(exc)) from None
+        child = submit_batch(
+            plan.items, store=store, broker=store.client, queue=settings.queue,
+            name=f"rollback of {original.name}", source="api",
+            options=BatchOptions(mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id),
+        )  # fmt: skip
+        body = {"batch_id": child, "items": len(plan.items), "not_restored": plan.left_out}
+        return JSONResponse(body, 202, headers={"Location": f"/batches/{child}"})
+
+    @api.post(
         "/batches/{batch_id}/retry", status_code=202, dependencies=authorized, tags=["batches"]
     )
     def retry_batch(batch_id: str) -> JSONResponse:
@@ -274,6 +317,23 @@ def _batch_routes(
             "rows_left_out": made.rows_without_secrets,  # their secrets are not kept
         }
         return JSONResponse(body, 202, headers={"Location": f"/batches/{made.batch_id}"})
+
+
+class Selection(BaseModel):
+    """`POST /batches/select`: the numbers to change, found by their current values."""
+
+    model_config = ConfigDict(extra="forbid")
+    where: dict[str, str | int | float | bool]
+    set: dict[str, str | int | float | bool]
+    dry_run: bool = False
+    force: bool = False
+    name: str | None = None
+    webhook_url: str | None = None
+
+
+def _text(value: str | int | float | bool) -> str:
+    """Values as a CLI user would type them: the schema reads them back."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 def _accepted(batch_id: str) -> JSONResponse:

@@ -15,9 +15,9 @@ import redis
 
 from config.schedules import Schedule
 from jobs.intake import Intake, read_batch, validate_records
-from jobs.producer import submit_batch
+from jobs.producer import BatchOptions, submit_batch
 from jobs.sources import Defaults, InputError, RawRecord, detect_format
-from jobs.store import ReportStore
+from jobs.store import BatchMode, ReportStore
 
 SLOT_LOCK_TTL = 7 * 24 * 3600
 
@@ -71,4 +71,5 @@ def fire(
         name=f"{schedule.name}{when}",
         source=f"schedule:{schedule.name}",
         webhook_url=schedule.webhook_url or default_webhook,
+        options=BatchOptions(mode=BatchMode.DRY_RUN if schedule.dry_run else BatchMode.UPDATE),
     )

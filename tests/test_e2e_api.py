@@ -182,3 +182,33 @@ def test_upload_limit_and_start_without_a_token(
         "api", "--host", everywhere, "--open-on-localhost", env={"REDIS_URL": redis_url}
     )
     assert public.returncode == 2 and "only binds" in public.stderr
+
+
+def test_select_dry_run_and_rollback_through_the_api(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis, simulator: Simulator
+) -> None:
+    url, _, workers = api_stack
+    numbers = generate_numbers(30, seed=54)
+    for n in numbers[:12]:
+        n["assistantId"] = "asst_old"
+    simulator.reset(numbers)
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    selection = {"where": {"assistantId": "asst_old"}, "set": {"assistantId": "asst_new"}}
+
+    preview = httpx.post(f"{url}/batches/select", json=selection | {"dry_run": True}, headers=AUTH)
+    assert preview.status_code == 202, preview.text
+    dry = wait_for_batch(store, preview.json()["batch_id"], workers)  # type: ignore[arg-type]
+    assert (dry.counts.total, dry.counts.skipped) == (12, 12)
+    assert simulator.requests("PATCH") == []
+
+    moved = httpx.post(f"{url}/batches/select", json=selection, headers=AUTH)
+    done = wait_for_batch(store, moved.json()["batch_id"], workers)  # type: ignore[arg-type]
+    assert done.counts.succeeded == 12
+    assert sum(n["assistantId"] == "asst_new" for n in simulator.numbers().values()) == 12
+
+    undo = httpx.post(f"{url}/batches/{done.batch_id}/rollback", headers=AUTH)
+    assert undo.status_code == 202 and undo.json()["items"] == 12
+    wait_for_batch(store, undo.json()["batch_id"], workers)  # type: ignore[arg-type]
+    assert sum(n["assistantId"] == "asst_old" for n in simulator.numbers().values()) == 12
+    bad = httpx.post(f"{url}/batches/select", json={"where": {}, "set": {}}, headers=AUTH)
+    assert bad.status_code == 422

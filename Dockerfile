@@ -7,6 +7,7 @@ COPY jobs ./jobs
 COPY worker ./worker
 COPY simulator ./simulator
 RUN pip install --no-cache-dir -c constraints.txt . \
-    && useradd --create-home phonebatch
+    && useradd --create-home phonebatch \
+    && mkdir -p /var/lib/phonebatch && chown phonebatch /var/lib/phonebatch
 USER phonebatch
 ENTRYPOINT ["phonebatch"]

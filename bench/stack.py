@@ -17,7 +17,7 @@ import httpx
 import redis
 
 from jobs.intake import read_batch
-from jobs.producer import submit_batch
+from jobs.producer import BatchOptions, submit_batch
 from jobs.services import free_port, start_redis_server, start_simulator, start_worker, stop
 from jobs.sources import Format
 from jobs.store import BatchStatus
@@ -50,14 +50,21 @@ class Stack:
         return found
 
     @contextmanager
-    def workers(self, count: int, concurrency: int, **env: str) -> Iterator[str]:
+    def workers(
+        self, count: int, concurrency: int, pool: str = "threads", **env: str
+    ) -> Iterator[str]:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         full_env = {
             "REDIS_URL": self.redis_url, "VAPI_BASE_URL": self.sim_url, "VAPI_API_KEY": API_KEY,
             "PHONEBATCH_QUEUE": queue, **env,
         }  # fmt: skip
         started = [
-            start_worker(env=full_env, concurrency=concurrency, log=self.workdir / f"w{n}.log")
+            start_worker(
+                env=full_env,
+                concurrency=concurrency,
+                log=self.workdir / f"w{n}.log",
+                extra=["--pool", pool],
+            )
             for n in range(count)
         ]
         try:
@@ -67,14 +74,26 @@ class Stack:
             for process in started:
                 stop(process)
 
-    def submit(self, numbers: Sequence[dict[str, Any]], queue: str, assistant: str) -> str:
+    def submit(
+        self,
+        numbers: Sequence[dict[str, Any]],
+        queue: str,
+        assistant: str,
+        options: BatchOptions | None = None,
+    ) -> str:
         text = "id,provider,assistantId\n" + "".join(
             f"{n['id']},{n['provider']},{assistant}\n" for n in numbers
         )
         intake = read_batch(io.StringIO(text), Format.CSV)
         store = RedisReportStore(self.client, retention_seconds=3600)
         return submit_batch(
-            intake.items, store=store, broker=self.client, queue=queue, name="bench", source="cli"
+            intake.items,
+            store=store,
+            broker=self.client,
+            queue=queue,
+            name="bench",
+            source="cli",
+            options=options,
         )
 
     def wait(self, batch_id: str, timeout: float = 600) -> BatchStatus:

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         description="401/403 answers after which a batch stops sending",
     )  # fmt: skip
 
+    log_format: str = Field(
+        default="json", pattern="^(json|text)$", validation_alias=_env("PHONEBATCH_LOG_FORMAT")
+    )
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, validation_alias=_env("PHONEBATCH_METRICS_PORT"),
+        description="a worker serves Prometheus metrics on this port; 0 means none",
+    )  # fmt: skip
     list_page_size: int = Field(
         default=1000, ge=1, le=1000, validation_alias=_env("PHONEBATCH_LIST_PAGE_SIZE"),
         description="numbers per page when a selector lists them (the API allows 1000)",
@@ -117,6 +124,10 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, validation_alias=_env("PHONEBATCH_WEBHOOK_SECRET"),
         description="signs webhook bodies (HMAC-SHA256); workers need it to send webhooks",
+    )  # fmt: skip
+    schedule_grace_seconds: float = Field(
+        default=600, gt=0, validation_alias=_env("PHONEBATCH_SCHEDULE_GRACE_SECONDS"),
+        description="a slot fired later than this (beat was down) is skipped",
     )  # fmt: skip
     schedules_path: str = Field(
         default="config/schedules.toml", validation_alias=_env("PHONEBATCH_SCHEDULES")

@@ -6,21 +6,26 @@ is validated exactly as the CLI validates a file, whole, before anything is queu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import io
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Annotated, Any
 
 import redis
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import UploadFile
 
 from config import Settings
 from jobs.intake import Intake, parse_assignments, read_batch
+from jobs.metrics import BatchItemsCollector
 from jobs.models import PROVIDERS
 from jobs.producer import BatchOptions, submit_batch, submit_selection
 from jobs.recovery import is_stalled
@@ -69,27 +74,34 @@ def _bearer_check(token: str | None) -> Any:
 
 
 async def _read_body(request: Request, limit: int) -> tuple[bytes, str | None]:
-    """The batch's bytes and, for an upload, its file name; 413 past `limit` bytes."""
+    """The batch's bytes and, for an upload, its file name; 413 past `limit` bytes.
+
+    The body is counted as it arrives, whatever the headers say, and a multipart upload is
+    parsed only from those bounded bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        form = await request.form(max_part_size=limit)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise ApiError(422, 'a multipart upload needs its batch file in a "file" field')
-        data = await upload.read(limit + 1)
-        if len(data) > limit:
-            raise _too_large(limit)
-        return data, upload.filename
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    return b"".join(chunks), None
+    data = b"".join(chunks)
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "multipart/form-data":
+        return data, None
+
+    async def replay() -> dict[str, Any]:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    form = await Request(request.scope, receive=replay).form(
+        max_files=1, max_fields=20, max_part_size=limit
+    )
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(422, 'a multipart upload needs its batch file in a "file" field')
+    return await upload.read(), upload.filename
 
 
 def _too_large(limit: int) -> ApiError:
@@ -100,7 +112,10 @@ def _too_large(limit: int) -> ApiError:
 
 def _format_of(request: Request, filename: str | None, declared: str | None) -> Format:
     if declared or filename:
-        return detect_format(filename or "", declared)
+        try:
+            return detect_format(filename or "", declared)
+        except InputError as exc:
+            raise ApiError(415, str(exc)) from None
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in _CONTENT_TYPES:
         raise ApiError(
@@ -148,6 +163,15 @@ def create_api(settings: Settings, store: RedisReportStore, *, token: str | None
             return JSONResponse({"ok": False, "redis": str(exc)}, 503)
         return JSONResponse({"ok": True, "redis": "ok"})
 
+    registry = CollectorRegistry()
+    registry.register(BatchItemsCollector(lambda: store.list_batches(0, 50)))
+
+    @api.get("/metrics", dependencies=authorized, tags=["health"])
+    def metrics() -> Response:
+        """Prometheus metrics: this process's, and items by state of the 50 latest batches."""
+        body = generate_latest(REGISTRY) + generate_latest(registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     _submission_routes(api, settings, store, authorized)
     _batch_routes(api, settings, store, authorized)
     return api
@@ -171,7 +195,8 @@ def _submission_routes(
         """A batch as JSON (like a JSON batch file), CSV or JSONL, raw or as an upload."""
         data, filename = await _read_body(request, settings.api_max_upload_bytes)
         fmt = _format_of(request, filename, format_)
-        intake = _validate(data, fmt, provider, set_)
+        # Parsing and validating up to the upload limit is CPU work: off the event loop.
+        intake = await run_in_threadpool(_validate, data, fmt, provider, set_)
         if not intake.ok:
             return JSONResponse(
                 {
@@ -191,19 +216,27 @@ def _submission_routes(
             first = _remember(store, idempotency_key, batch_id, fingerprint)
             if first != batch_id:
                 return _accepted(first)
-        submit_batch(
-            intake.items,
-            store=store,
-            broker=store.client,
-            queue=settings.queue,
-            name=name or filename or "api batch",
-            source="api",
-            webhook_url=webhook_url or settings.webhook_url,
-            batch_id=batch_id,
-            options=BatchOptions(
-                mode=BatchMode.DRY_RUN if dry_run else BatchMode.UPDATE, force=force
-            ),
-        )
+        try:
+            await run_in_threadpool(
+                partial(
+                    submit_batch,
+                    intake.items,
+                    store=store,
+                    broker=store.client,
+                    queue=settings.queue,
+                    name=name or filename or "api batch",
+                    source="api",
+                    webhook_url=webhook_url or settings.webhook_url,
+                    batch_id=batch_id,
+                    options=BatchOptions(
+                        mode=BatchMode.DRY_RUN if dry_run else BatchMode.UPDATE, force=force
+                    ),
+                )
+            )
+        except Exception:
+            if idempotency_key:  # the key must not point at a batch that does not exist
+                _forget(store, idempotency_key)
+            raise
         return _accepted(batch_id)
 
     @api.post("/batches/select", status_code=202, dependencies=authorized, tags=["batches"])
@@ -353,9 +386,18 @@ def _all_items(
     return iter_items(store, batch_id, total, only=only)
 
 
+def _idempotency_key(key: str) -> str:
+    return "phonebatch:idempotency:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _forget(store: RedisReportStore, key: str) -> None:
+    with contextlib.suppress(redis.RedisError):
+        store.client.delete(_idempotency_key(key))
+
+
 def _remember(store: RedisReportStore, key: str, batch_id: str, fingerprint: str) -> str:
     """The batch id first stored for this Idempotency-Key (this one if it is the first)."""
-    redis_key = "phonebatch:idempotency:" + hashlib.sha256(key.encode()).hexdigest()
+    redis_key = _idempotency_key(key)
     value = f"{batch_id}|{fingerprint}"
     if store.client.set(redis_key, value, nx=True, ex=IDEMPOTENCY_TTL):
         return batch_id

@@ -424,10 +424,18 @@ def _print_failures(store: RedisReportStore, status: BatchStatus, limit: int = 2
 
 
 @app.command()
-def status(batch_id: str, as_json: JsonOpt = False) -> None:
+def status(
+    batch_id: str,
+    as_json: JsonOpt = False,
+    watch_it: Annotated[
+        bool, typer.Option("--watch", help="Follow it live (rate, ETA) until it ends.")
+    ] = False,
+) -> None:
     """A batch's state and counts; says so when a batch has stalled."""
     store = _store()
     current = _status(store, batch_id)
+    if watch_it and not current.done:
+        current = watch(store, batch_id, console=err)
     stalled = is_stalled(store.client, settings().queue, current, settings().claim_lease)
     if as_json:
         out.print_json(data=status_dict(current) | {"stalled": stalled})

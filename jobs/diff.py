@@ -47,8 +47,9 @@ def snapshot(current: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
 
 def conflicts(current: dict[str, Any], expected: dict[str, Any]) -> list[Change]:
     """Fields no longer holding what a batch set: somebody changed them since."""
+    shown = redact(current)
     return [
-        Change(field, value, current.get(field, MISSING))
+        Change(field, value, shown.get(field, MISSING))
         for field, value in expected.items()
         if value != REDACTED and current.get(field) != value
     ]

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from jobs.store import BatchStatus, ItemRecord
 
@@ -44,12 +45,20 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "parent_id": status.parent_id,
         "halted_reason": status.halted_reason,
         "retried_by": list(status.retried_by),
-        "webhook": status.webhook.as_dict() if status.webhook else None,
+        "webhook": _shown_webhook(status),
         "mode": status.mode.value,
         "force": status.force,
         "rollback_of": status.rollback_of,
         "selecting": status.selecting,
     }
+
+
+def _shown_webhook(status: BatchStatus) -> dict[str, Any] | None:
+    """The webhook's state; its URL without path or query, which may hold a token."""
+    if status.webhook is None:
+        return None
+    parts = urlsplit(status.webhook.url)
+    return status.webhook.as_dict() | {"url": f"{parts.scheme}://{parts.netloc}/…"}
 
 
 def iso_time(stamp: float | None) -> str | None:

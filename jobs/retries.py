@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-from jobs.producer import submit_batch
+from jobs.producer import BatchOptions, submit_batch
 from jobs.redaction import REDACTED
 from jobs.store import ItemStatus, iter_items
 from jobs.store_redis import RedisReportStore
@@ -46,8 +47,23 @@ def retry_failed(store: RedisReportStore, queue: str, batch_id: str) -> RetryBat
             "every failed item carried secret fields, which are not kept once sent: "
             f"submit them again from your file (rows {rows})"
         )
+    # A retry is the same kind of batch as its parent: a dry run stays a dry run, and a
+    # rollback keeps checking that nobody changed a number since.
+    expected = {r.index: store.expectation(batch_id, r.index) for r in kept}
+    options = BatchOptions(
+        mode=parent.mode, force=parent.force, read_first=parent.read_first,
+        rollback_of=parent.rollback_of,
+    )  # fmt: skip
     child = submit_batch(
-        [BatchItem(r.row, r.number_id, bodies[r.index]) for r in kept],
+        [
+            BatchItem(
+                r.row,
+                r.number_id,
+                bodies[r.index],
+                json.dumps(expected[r.index]) if expected[r.index] is not None else None,
+            )
+            for r in kept
+        ],
         store=store,
         broker=store.client,
         queue=queue,
@@ -55,5 +71,6 @@ def retry_failed(store: RedisReportStore, queue: str, batch_id: str) -> RetryBat
         source=parent.source,
         parent_id=batch_id,
         webhook_url=parent.webhook.url if parent.webhook else None,
+        options=options,
     )
     return RetryBatch(child, len(kept), [r.row for r in left_out])

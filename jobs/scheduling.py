@@ -40,10 +40,15 @@ def schedule_intake(schedule: Schedule, base_dir: Path) -> Intake:
     return validate_records(records, provider=schedule.provider)
 
 
+def slot_key(name: str, slot: datetime) -> str:
+    # The wall-clock time, not its UTC offset: on the night clocks go back, 01:30 comes
+    # twice and fires once.
+    return f"phonebatch:schedule:{name}:{slot.replace(tzinfo=None).isoformat()}"
+
+
 def take_slot(client: redis.Redis, name: str, slot: datetime) -> bool:
     """True for the first taker of this schedule's slot, False for every later one."""
-    key = f"phonebatch:schedule:{name}:{slot.isoformat()}"
-    return bool(client.set(key, "fired", nx=True, ex=SLOT_LOCK_TTL))
+    return bool(client.set(slot_key(name, slot), "fired", nx=True, ex=SLOT_LOCK_TTL))
 
 
 def fire(
@@ -57,12 +62,29 @@ def fire(
     slot: datetime | None = None,
 ) -> str | None:
     """Submit the schedule's batch; None if this slot was fired already."""
-    if slot is not None and not take_slot(broker, schedule.name, slot):
-        return None
-    intake = schedule_intake(schedule, base_dir)
+    intake = schedule_intake(schedule, base_dir)  # validated before the slot is taken
     if not intake.ok:
         raise InputError(f"schedule {schedule.name!r}: {intake.errors[0]}")
+    if slot is not None and not take_slot(broker, schedule.name, slot):
+        return None
     when = f" at {slot.isoformat()}" if slot else " (run by hand)"
+    try:
+        return _submit(schedule, intake, when, store, broker, queue, default_webhook)
+    except Exception:
+        if slot is not None:  # the slot did not fire: let a later try have it
+            broker.delete(slot_key(schedule.name, slot))
+        raise
+
+
+def _submit(
+    schedule: Schedule,
+    intake: Intake,
+    when: str,
+    store: ReportStore,
+    broker: redis.Redis,
+    queue: str,
+    default_webhook: str | None,
+) -> str:
     return submit_batch(
         intake.items,
         store=store,

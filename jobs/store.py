@@ -259,6 +259,10 @@ class ReportStore(Protocol):
         """For a rollback item: the values its number should still hold."""
         ...
 
+    def begin_selection(self, batch_id: str) -> bool:
+        """Let one run add a selector batch's items: True for the first, False after."""
+        ...
+
     def add_items(self, batch_id: str, items: list[ItemSeed]) -> BatchStatus | None:
         """A selector batch's items, found by its listing: all at once, then it runs."""
         ...

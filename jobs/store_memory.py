@@ -30,6 +30,7 @@ class _Batch:
     claims: dict[int, tuple[float, str]] = field(default_factory=dict)  # lease expiry, owner
     expect: dict[int, dict[str, Any]] = field(default_factory=dict)
     auth_failures: int = 0
+    selection_begun: bool = False
 
 
 class MemoryReportStore:
@@ -58,6 +59,14 @@ class MemoryReportStore:
         _write(entry, items)
         with self._lock:
             self._batches[batch.batch_id] = entry
+
+    def begin_selection(self, batch_id: str) -> bool:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None or not entry.status.selecting or entry.selection_begun:
+                return False
+            entry.selection_begun = True
+            return True
 
     def add_items(self, batch_id: str, items: list[ItemSeed]) -> BatchStatus | None:
         with self._lock:

@@ -98,7 +98,7 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         force=data.get("force") == "1",
         read_first=data.get("read_first", "1") == "1",
         rollback_of=data.get("rollback_of") or None,
-        selecting=data.get("selecting") == "1",
+        selecting=data.get("selecting") in ("1", "2"),
     )
 
 
@@ -125,6 +125,7 @@ class RedisReportStore:
         self._sweep = client.register_script(scripts.SWEEP_CANCELLED)
         self._link = client.register_script(scripts.LINK_RETRY)
         self._finish_selection = client.register_script(scripts.FINISH_SELECTION)
+        self._begin_selection = client.register_script(scripts.BEGIN_SELECTION)
 
     @property
     def client(self) -> redis.Redis:
@@ -186,6 +187,9 @@ class RedisReportStore:
             pipe.execute()
             written += len(chunk)
         return written
+
+    def begin_selection(self, batch_id: str) -> bool:
+        return bool(self._begin_selection(keys=[batch_key(batch_id)]) == 1)
 
     def add_items(self, batch_id: str, items: list[ItemSeed]) -> BatchStatus | None:
         added = self._write_items(batch_id, items)

@@ -177,3 +177,10 @@ end
 return pending
 """
 )
+
+# KEYS: B. Returns 1 for the one run that may add a selector batch's items, 0 after.
+BEGIN_SELECTION = """
+if redis.call('HGET', KEYS[1], 'selecting') ~= '1' then return 0 end
+redis.call('HSET', KEYS[1], 'selecting', '2')
+return 1
+"""

@@ -140,6 +140,10 @@ def test_validation_errors_uploads_limits_cancel_and_retry(
         f"{url}/batches", content="x", headers=AUTH | {"Content-Type": "text/plain"}
     )
     assert unknown.status_code == 415
+    odd = httpx.post(
+        f"{url}/batches", files={"file": ("numbers.txt", b"id\n", "text/plain")}, headers=AUTH
+    )
+    assert odd.status_code == 415 and "--format" in odd.json()["detail"]
 
     upload = httpx.post(
         f"{url}/batches?name=nightly",
@@ -171,6 +175,16 @@ def test_upload_limit_and_start_without_a_token(
             f"{url}/batches", content=big, headers=AUTH | {"Content-Type": "text/csv"}
         )
         assert answer.status_code == 413 and "larger than 100 bytes" in answer.json()["detail"]
+        # No Content-Length to trust: the body is counted as it arrives.
+        chunked = httpx.post(
+            f"{url}/batches",
+            content=iter(
+                [b"--x\r\nContent-Disposition: form-data; name=file; filename=a.csv\r\n\r\n"]
+                + [b"id,provider\n" * 20] * 5
+            ),
+            headers=AUTH | {"Content-Type": "multipart/form-data; boundary=x"},
+        )  # fmt: skip
+        assert chunked.status_code == 413
         docs = httpx.get(f"{url}/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
     finally:

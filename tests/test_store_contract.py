@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from jobs.store import (
+    BatchMode,
     BatchState,
     Claim,
     ItemRecord,
@@ -239,3 +240,26 @@ def test_retries_are_linked_to_their_parent(store: ReportStore) -> None:
     store.link_retry("parent", "child-2")
     status = store.status("parent")
     assert status is not None and status.retried_by == ("child-1", "child-2")
+
+
+def test_a_selection_is_built_by_one_run_only(store: ReportStore) -> None:
+    store.create_batch(NewBatch("sel", "t", "cli", total=0, selecting=True), [])
+    assert store.begin_selection("sel") is True
+    assert store.begin_selection("sel") is False  # a second delivery of the listing task
+    status = store.add_items("sel", [ItemSeed(0, 1, "n0"), ItemSeed(1, 2, "n1")])
+    assert status is not None and not status.selecting
+    assert (status.counts.total, status.counts.pending) == (2, 2)
+    assert store.begin_selection("sel") is False
+    store.create_batch(NewBatch("empty", "t", "cli", total=0, selecting=True), [])
+    assert store.begin_selection("empty")
+    done = store.add_items("empty", [])
+    assert done is not None and done.state is BatchState.COMPLETED
+
+
+def test_expectations_travel_with_rollback_items(store: ReportStore) -> None:
+    seeds = [ItemSeed(0, 2, "n0", '{"provider":"vapi","name":"a"}', '{"name":"b"}')]
+    store.create_batch(NewBatch("rb", "t", "cli", total=1, mode=BatchMode.ROLLBACK), seeds)
+    assert store.expectation("rb", 0) == {"name": "b"}
+    assert store.expectation("rb", 1) is None
+    status = store.status("rb")
+    assert status is not None and status.mode is BatchMode.ROLLBACK

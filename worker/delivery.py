@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 
 from jobs.diff import Change, changes, conflicts, snapshot
+from jobs.metrics import OUTCOMES
 from jobs.redaction import redact
 from jobs.store import (
     BatchMode,
@@ -107,6 +108,7 @@ def deliver(
     if not store.record_outcome(item.batch_id, record, keep_body=_without_secrets(item)):
         log.info("another run recorded this item first; its outcome stands")
         return None
+    OUTCOMES.labels(record.status.value).inc()
     return record
 
 
@@ -154,7 +156,11 @@ def _read_then_write(
     details: dict[str, Any] = {}
     if batch.read_first:
         before = attempts.total
-        found, attempts = sender.run(lambda: api.get_phone_number(item.number_id), attempts)
+        try:
+            found, attempts = sender.run(lambda: api.get_phone_number(item.number_id), attempts)
+        except Deferred as deferred:
+            deferred.attempts.reads += deferred.attempts.total - before
+            raise
         attempts.reads += attempts.total - before  # a report's `attempts` counts updates
         current = found.payload if isinstance(found.payload, dict) else {}
         diff = changes(current, item.body)

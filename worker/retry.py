@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from config import Settings
+from jobs.metrics import LIMITER_WAIT_SECONDS, RATE_LIMITED, RETRIES
 from worker.errors import DeliveryError, RateLimited, is_retryable
 from worker.limiter import Limiter, Throttled
 
@@ -132,7 +133,7 @@ class RetryingSender:
             # Every wait counts against the task's budget, so a task never holds its
             # item longer than its claim lease.
             try:
-                self.limiter.acquire(budget=left())
+                LIMITER_WAIT_SECONDS.observe(self.limiter.acquire(budget=left()))
                 with self._in_flight(left()):
                     tracker.total += 1
                     return call()
@@ -165,9 +166,12 @@ class RetryingSender:
     def _count(self, tracker: Attempts, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimited):
+            RATE_LIMITED.inc()
+            RETRIES.labels("429").inc()
             tracker.rate_limited += 1
             self.limiter.backend.rate_limited(self.policy.pause_for(error, tracker.rate_limited))
         elif error is not None and is_retryable(error):
+            RETRIES.labels(type(error).__name__).inc()
             tracker.failures += 1
 
     def _wait(self, tracker: Attempts, state: RetryCallState) -> float:

@@ -50,6 +50,9 @@ def build_selection(
     """Add the matching numbers to the batch and queue them; returns how many."""
     numbers = list_all(api, sender, page_size)
     records = selected_records(numbers, conditions)
+    if not store.begin_selection(batch_id):
+        log.info("batch %s: another run built this selection; nothing more to do", batch_id)
+        return 0
     if not records:
         store.add_items(batch_id, [])  # nothing matched: the batch is complete, empty
         return 0

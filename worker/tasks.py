@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -10,21 +11,24 @@ from typing import Any
 import redis
 from celery import Task
 from celery.exceptions import Reject
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import setup_logging, worker_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
+from prometheus_client import start_http_server
 
 from config import Settings
 from config.schedules import find, load_schedules
 from jobs.scheduling import fire
+from jobs.store import ItemRecord
 from jobs.store_redis import RedisReportStore
 from worker.app import app
 from worker.beat import FIRE_TASK
 from worker.deferral import DeferralPump, Deferrals
 from worker.delivery import WorkItem, deliver
 from worker.errors import DeliveryError
+from worker.logs import about_item, configure
 from worker.messages import SELECT_TASK, UPDATE_TASK
 from worker.retry import Attempts, Deferred
-from worker.runtime import get_runtime, resilient_redis
+from worker.runtime import Runtime, get_runtime, resilient_redis
 from worker.selector import build_selection
 from worker.webhook_pump import WebhookPump
 
@@ -35,6 +39,13 @@ _pumps: list[DeferralPump | WebhookPump] = []
 def _settings() -> Settings:
     settings: Settings = app.conf.phonebatch_settings
     return settings
+
+
+@setup_logging.connect
+def _logging(loglevel: str | int | None = None, **_: Any) -> None:
+    # Connected, so Celery leaves logging to us: JSON lines naming the item.
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, int) else (loglevel or "INFO")
+    configure(str(level), _settings().log_format)
 
 
 @worker_init.connect
@@ -58,6 +69,9 @@ def _start_pumps(**_: Any) -> None:
     for pump in pumps:
         pump.start()
         _pumps.append(pump)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port)  # serves /metrics from a daemon thread
+        log.info("metrics on port %d", settings.metrics_port)
 
 
 @worker_shutdown.connect
@@ -79,16 +93,8 @@ def update_phone_number(
     runtime = get_runtime(_settings())
     item = WorkItem(batch_id, index, row, number_id, body, Attempts.from_dict(attempts))
     try:
-        record = deliver(
-            item,
-            api=runtime.api,
-            store=runtime.store,
-            sender=runtime.sender,
-            hand_back=runtime.hand_back,
-            auth_failure_limit=runtime.settings.auth_failure_limit,
-            lease=runtime.settings.claim_lease,
-            owner=str(self.request.id),
-        )
+        with about_item(batch_id, row, number_id):
+            _deliver(runtime, item, str(self.request.id))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Redis stayed away past the client's retries: the item must stay queued. Give
         # our claim back if we can, and have the broker put the message back; if Redis
@@ -98,17 +104,40 @@ def update_phone_number(
         with contextlib.suppress(redis.RedisError):
             runtime.store.release(batch_id, index)
         raise Reject(str(exc), requeue=True) from exc
+
+
+def _deliver(runtime: Runtime, item: WorkItem, owner: str) -> ItemRecord | None:
+    record = deliver(
+        item,
+        api=runtime.api,
+        store=runtime.store,
+        sender=runtime.sender,
+        hand_back=runtime.hand_back,
+        auth_failure_limit=runtime.settings.auth_failure_limit,
+        lease=runtime.settings.claim_lease,
+        owner=owner,
+    )
     if record is not None:
         log.info(
             "batch %s row %s number %s: %s (HTTP %s, %s attempt(s))",
-            batch_id, row, number_id, record.status, record.http_status, record.attempts,
+            item.batch_id, item.row, item.number_id, record.status, record.http_status,
+            record.attempts,
         )  # fmt: skip
+    return record
 
 
-@app.task(name=FIRE_TASK, ignore_result=True)
+@app.task(name=FIRE_TASK, ignore_result=True, acks_late=True)
 def fire_schedule(name: str, slot: str | None = None) -> None:
     """Submit a schedule's batch for one slot (a no-op for a slot fired already)."""
     settings = _settings()
+    moment = datetime.fromisoformat(slot) if slot else None
+    if moment is not None:
+        late = (datetime.now(moment.tzinfo) - moment).total_seconds()
+        if late > settings.schedule_grace_seconds:
+            # Beat was down past this slot: firing now could undo a later slot's change
+            # (the day assistant after the night one). Skipped, loudly.
+            log.warning("schedule %s: slot %s missed by %.0f s; not fired", name, slot, late)
+            return
     path = Path(settings.schedules_path)
     schedule = find(load_schedules(path), name)
     store = get_runtime(settings).store
@@ -119,7 +148,7 @@ def fire_schedule(name: str, slot: str | None = None) -> None:
         broker=store.client,
         queue=settings.queue,
         default_webhook=settings.webhook_url,
-        slot=datetime.fromisoformat(slot) if slot else None,
+        slot=moment,
     )
     if batch_id is None:
         log.info("schedule %s: slot %s was fired already", name, slot)
@@ -143,7 +172,8 @@ def select_numbers(batch_id: str, conditions: dict[str, str], values: dict[str, 
         runtime.defer_task(SELECT_TASK, args, deferred.delay, f"(batch={batch_id}, select)")
         return
     except DeliveryError as exc:
-        runtime.store.halt(batch_id, f"the numbers could not be listed: {exc.message}")
-        runtime.store.add_items(batch_id, [])
+        if runtime.store.begin_selection(batch_id):
+            runtime.store.halt(batch_id, f"the numbers could not be listed: {exc.message}")
+            runtime.store.add_items(batch_id, [])
         return
     log.info("batch %s: selected %d numbers", batch_id, count)

@@ -6,6 +6,7 @@ so tests can script responses with `httpx.MockTransport`.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -13,6 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from config import Settings
+from jobs.metrics import REQUEST_SECONDS, REQUESTS
 from worker.errors import error_for_exception, error_for_response
 
 USER_AGENT = "phonebatch/0.1"
@@ -82,10 +84,16 @@ class VapiApi:
         return self._send("GET", f"/phone-number/{quote(number_id, safe='')}")
 
     def _send(self, method: str, path: str, **kwargs: Any) -> ApiResult:
+        label = "LIST" if path == "/phone-number" else method
+        started = time.perf_counter()
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            REQUESTS.labels(label, "error").inc()
             raise error_for_exception(exc) from exc
+        finally:
+            REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
+        REQUESTS.labels(label, str(response.status_code)).inc()
         if response.is_success:
             return ApiResult(response.status_code, _json(response))
         raise error_for_response(response)

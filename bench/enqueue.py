@@ -1,0 +1,73 @@
+"""Submitting 100,000 rows: wall time and peak memory of `phonebatch submit`, against a
+bare reference measured in the same run (csv parse + json dumps + pipelined Redis push
+of the same rows: bench/bare_enqueue.py).
+
+    .venv/bin/python -m bench.enqueue
+
+Goals: our time <= 3x the reference's; our peak resident memory <= 150 MB.
+Needs /usr/bin/time (Debian's `time` package) for the peak memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.stack import local_stack
+
+ROWS = 100_000
+PROVIDERS = ("byo-phone-number", "twilio", "vonage", "vapi", "telnyx")
+
+
+def write_rows(path: Path, rows: int = ROWS) -> None:
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["id", "provider", "assistantId", "name", "server.url"])
+        for i in range(rows):
+            writer.writerow([
+                f"00000000-0000-4000-8000-{i:012d}", PROVIDERS[i % 5], "asst_new",
+                f"Line {i}", "https://hooks.example.com/vapi",
+            ])  # fmt: skip
+
+
+def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak resident MB) of one command, from /usr/bin/time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        subprocess.run(
+            ["/usr/bin/time", "-f", "%e %M", "-o", report.name, *argv],
+            env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        wall, peak_kb = report.read().split()[-2:]
+    return float(wall), int(peak_kb) / 1024
+
+
+def main() -> None:
+    with local_stack() as stack, tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.csv"
+        write_rows(path)
+        env = {"REDIS_URL": stack.redis_url, "PHONEBATCH_QUEUE": "bench-enqueue"}
+        bare_time, bare_peak = measured(
+            [sys.executable, "-m", "bench.bare_enqueue", str(path), stack.redis_url, "bare"], env
+        )
+        ours_time, ours_peak = measured(
+            [sys.executable, "-m", "jobs.cli", "submit", str(path), "--json"], env
+        )
+        queued = stack.client.llen("bench-enqueue")
+        print(f"enqueue: {ROWS:,} rows of CSV")
+        print(
+            f"  bare reference (parse, dumps, push) : {bare_time:5.2f} s, peak {bare_peak:5.1f} MB"
+        )
+        print(
+            f"  phonebatch submit                   : {ours_time:5.2f} s, peak {ours_peak:5.1f} MB"
+        )
+        print(f"  tasks queued                        : {queued:,}")
+        print(f"  time ratio                          : {ours_time / bare_time:.2f}x (goal <= 3x)")
+        print(f"  peak memory                         : {ours_peak:.1f} MB (goal <= 150 MB)")
+
+
+if __name__ == "__main__":
+    main()

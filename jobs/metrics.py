@@ -1,0 +1,58 @@
+"""Prometheus metrics of workers and the API. Names start with `phonebatch_`.
+
+Workers serve theirs on `PHONEBATCH_METRICS_PORT` (one port per worker process: the
+default threads pool keeps a worker in one process); the API serves `/metrics` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from jobs.store import COUNTED, BatchStatus
+
+REQUESTS = Counter(
+    "phonebatch_api_requests_total",
+    "Requests to the Vapi API, by method and HTTP status ('error': no answer).",
+    ["method", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "phonebatch_api_request_seconds",
+    "How long a request to the Vapi API took.",
+    ["method"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RETRIES = Counter(
+    "phonebatch_retries_total", "Attempts that will be tried again, by reason.", ["reason"]
+)
+RATE_LIMITED = Counter("phonebatch_rate_limited_total", "429 answers from the Vapi API.")
+LIMITER_WAIT_SECONDS = Histogram(
+    "phonebatch_limiter_wait_seconds",
+    "Time spent waiting for the global rate limiter before a request.",
+    buckets=(0, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+OUTCOMES = Counter(
+    "phonebatch_items_total", "Item outcomes this process recorded, by status.", ["status"]
+)
+
+
+class BatchItemsCollector(Collector):
+    """Items by state for recent batches, read from the report store at scrape time."""
+
+    def __init__(self, list_recent: Callable[[], list[BatchStatus]]) -> None:
+        self._list_recent = list_recent
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "phonebatch_batch_items",
+            "Items of recent batches by state.",
+            labels=["batch_id", "state"],
+        )
+        for batch in self._list_recent():
+            counts = batch.counts.as_dict()
+            for state in COUNTED:
+                family.add_metric([batch.batch_id, state], counts[state])
+        yield family

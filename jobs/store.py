@@ -228,6 +228,12 @@ class ReportStore(Protocol):
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None: ...
 
+    def batch_and_item(
+        self, batch_id: str, index: int
+    ) -> tuple[BatchStatus | None, ItemRecord | None]:
+        """Both at once (one round trip to Redis): what a worker reads before each item."""
+        ...
+
     def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
         """Count a refused key; at `limit`, halt the batch with `reason`. True if halted."""
         ...

@@ -211,6 +211,11 @@ class MemoryReportStore:
                 entry.status = replace(entry.status, halted_reason=reason)
             return entry.status.halted_reason is not None
 
+    def batch_and_item(
+        self, batch_id: str, index: int
+    ) -> tuple[BatchStatus | None, ItemRecord | None]:
+        return self.status(batch_id), self.item(batch_id, index)
+
     def item(self, batch_id: str, index: int) -> ItemRecord | None:
         with self._lock:
             entry = self._batches.get(batch_id)

@@ -267,6 +267,16 @@ class RedisReportStore:
     def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
         return bool(self._note_auth(keys=[batch_key(batch_id)], args=[limit, reason]) == 1)
 
+    def batch_and_item(
+        self, batch_id: str, index: int
+    ) -> tuple[BatchStatus | None, ItemRecord | None]:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(batch_key(batch_id))
+        pipe.hget(items_key(batch_id), str(index))
+        raw_batch, raw_item = pipe.execute()
+        batch = decode_status(batch_id, raw_batch) if raw_batch else None
+        return batch, ItemRecord.decode(index, raw_item) if raw_item else None
+
     def item(self, batch_id: str, index: int) -> ItemRecord | None:
         raw = self._redis.hget(items_key(batch_id), str(index))
         return ItemRecord.decode(index, raw) if raw else None

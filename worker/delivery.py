@@ -84,8 +84,7 @@ def deliver(
     The item is claimed first (atomically, in the store): a cancelled batch's item is
     marked cancelled instead of sent, and a second delivery of the same task finds it
     taken or done and sends nothing."""
-    batch = store.status(item.batch_id)
-    existing = store.item(item.batch_id, item.index)
+    batch, existing = store.batch_and_item(item.batch_id, item.index)
     if batch is None or existing is None:
         log.warning("no such item in the report store (expired?); nothing sent")
         return None

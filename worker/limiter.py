@@ -159,6 +159,8 @@ class Limiter:
             wait = self.backend.reserve(min(self._horizon, left))
             if wait < 0 and -wait > min(self._max_pause, left):
                 raise Throttled(-wait)
+            if wait == 0:
+                return waited  # nothing slept, so no pause can have begun meanwhile
             if wait:
                 self._sleep(abs(wait))
                 waited += abs(wait)

@@ -14,16 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.stack import Stack, local_stack
-
-
-def most_in_one_second(stamps: list[float]) -> int:
-    stamps = sorted(stamps)
-    most, start = 0, 0
-    for end, stamp in enumerate(stamps):
-        while stamp - stamps[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
+from simulator.stats import most_in_one_second
 
 
 def _run(stack: Stack, count: int, **faults: Any) -> tuple[list[dict[str, Any]], float]:

@@ -32,16 +32,22 @@ class Intake:
         return len({e.row for e in self.errors}) + self.errors_not_listed
 
 
-def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
-    """`--set FIELD=VALUE` flags as a mapping; the value stays text, coerced per row."""
+def parse_pairs(pairs: Iterable[str], flag: str) -> dict[str, str]:
+    """`FIELD=VALUE` flags as a mapping; each value stays text, read later by its field."""
     values: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise InputError(f"--set {pair!r}: write it as FIELD=VALUE, e.g. assistantId=asst_1")
-        if name.strip() in ("id",):
-            raise InputError("--set id=...: every row needs its own id")
+            raise InputError(f"{flag} {pair!r}: write it as FIELD=VALUE, e.g. assistantId=asst_1")
         values[name.strip()] = value
+    return values
+
+
+def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
+    """`--set FIELD=VALUE` flags: values every row gets."""
+    values = parse_pairs(pairs, "--set")
+    if "id" in values:
+        raise InputError("--set id=...: every row needs its own id")
     return values
 
 

@@ -11,18 +11,14 @@ from typing import Any
 
 from jobs.coercion import CellError, coerce_text
 from jobs.fields import Kind, field_kind
+from jobs.intake import parse_pairs
 from jobs.models import UPDATE_MODELS
-from jobs.sources import InputError, RawRecord
+from jobs.sources import RawRecord
 
 
 def parse_conditions(pairs: Iterable[str]) -> dict[str, str]:
-    conditions: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise InputError(f"--where {pair!r}: write it as FIELD=VALUE, e.g. assistantId=asst_1")
-        conditions[name.strip()] = value
-    return conditions
+    """`--where FIELD=VALUE` flags: every one must hold."""
+    return parse_pairs(pairs, "--where")
 
 
 def _dig(number: Mapping[str, Any], path: list[str]) -> Any:

@@ -11,6 +11,7 @@ import redis
 
 from jobs.store import ItemStatus, iter_items
 from simulator.state import generate_numbers
+from simulator.stats import most_in_one_second
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, submit_rows, wait_for_batch
 
@@ -21,16 +22,6 @@ HEADER = "id,provider,assistantId"
 
 def _rows(numbers: list[dict[str, object]], assistant: str) -> list[str]:
     return [f"{n['id']},{n['provider']},{assistant}" for n in numbers]
-
-
-def most_in_one_second(stamps: list[float]) -> int:
-    stamps = sorted(stamps)
-    most, start = 0, 0
-    for end, stamp in enumerate(stamps):
-        while stamp - stamps[start] >= 1.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
 
 
 def test_every_number_ends_right_through_every_kind_of_fault(

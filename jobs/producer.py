@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -18,7 +17,7 @@ import redis
 
 from jobs.store import BatchMode, ItemSeed, NewBatch, ReportStore, new_batch_id
 from jobs.validation import BatchItem
-from worker.messages import SELECT_TASK, UPDATE_TASK, task_message, update_args
+from worker.messages import SELECT_TASK, UPDATE_TASK, new_id, task_message, update_args
 
 CHUNK = 1000
 Progress = Callable[[int], None]
@@ -44,7 +43,7 @@ def enqueue_items(
         messages = [
             task_message(
                 task_name=UPDATE_TASK,
-                task_id=str(uuid.uuid4()),
+                task_id=new_id(),
                 args_json=update_args(batch_id, index, item.row, item.number_id, item.body),
                 queue=queue,
                 origin=origin,
@@ -109,7 +108,7 @@ def submit_selection(
     )
     message = task_message(
         task_name=SELECT_TASK,
-        task_id=str(uuid.uuid4()),
+        task_id=new_id(),
         args_json=json.dumps([batch_id, conditions, values]),
         queue=queue,
         origin=f"phonebatch-producer@{socket.gethostname()}",

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+import orjson
+
 
 class BatchState(StrEnum):
     QUEUED = "queued"
@@ -172,7 +174,7 @@ class ItemRecord:
                 "sent": self.sent,
                 "finished_at": self.finished_at,
             }
-        return json.dumps(data | self.extra, separators=(",", ":"))
+        return orjson.dumps(data | self.extra).decode()
 
     @classmethod
     def decode(cls, index: int, text: str | bytes) -> ItemRecord:

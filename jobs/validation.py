@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -118,9 +119,7 @@ class RowValidator:
             errors.extend(_row_errors(record.row, model, provider, exc, where))
         if errors or number_id is None:
             return errors
-        return BatchItem(
-            record.row, number_id, json.dumps(dump_body(update), separators=(",", ":"))
-        )
+        return BatchItem(record.row, number_id, orjson.dumps(dump_body(update)).decode())
 
     def _check_id(self, row: int, value: Any, errors: list[RowError]) -> str | None:
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -167,7 +166,9 @@ class RowValidator:
             problems += [CellProblem(f"--set {p.column}", p.message) for p in flag_problems]
             self._base_cache[provider] = (merge(from_file, from_flags), problems)
         base, problems = self._base_cache[provider]
-        return json.loads(json.dumps(base)), problems  # a copy: rows must not share objects
+        if not base:
+            return {}, problems
+        return orjson.loads(orjson.dumps(base)), problems  # a copy: rows share no objects
 
 
 def _row_errors(

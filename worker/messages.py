@@ -8,13 +8,19 @@ against a message Celery itself wrote, and the end-to-end tests have real worker
 from __future__ import annotations
 
 import base64
-import json
-import uuid
+import os
 from typing import Any
+
+import orjson
 
 UPDATE_TASK = "phonebatch.update_phone_number"
 SELECT_TASK = "phonebatch.select_numbers"
 _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
+
+
+def new_id() -> str:
+    """A unique id for a task or a delivery: 128 random bits, as uuid4 but cheaper."""
+    return os.urandom(16).hex()
 
 
 def task_message(
@@ -62,7 +68,7 @@ def task_message(
         "delivery_info": {"exchange": "", "routing_key": queue},
         "priority": 0,
         "body_encoding": "base64",
-        "delivery_tag": str(uuid.uuid4()),
+        "delivery_tag": new_id(),
     }
     envelope = {
         "body": base64.b64encode(body.encode()).decode(),
@@ -71,10 +77,10 @@ def task_message(
         "headers": headers,
         "properties": properties,
     }
-    return json.dumps(envelope, separators=(",", ":"))
+    return orjson.dumps(envelope).decode()
 
 
 def update_args(batch_id: str, index: int, row: int, number_id: str, body_json: str) -> str:
     """The update task's arguments: (batch_id, index, row, number_id, body)."""
-    head = json.dumps([batch_id, index, row, number_id], separators=(",", ":"))
+    head = orjson.dumps([batch_id, index, row, number_id]).decode()
     return f"{head[:-1]},{body_json}]"

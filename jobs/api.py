@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import io
 import json
-from collections.abc import Iterator
 from functools import partial
 from typing import Annotated, Any
 
@@ -37,7 +36,6 @@ from jobs.store import (
     BatchMode,
     BatchState,
     BatchStatus,
-    ItemRecord,
     ItemStatus,
     StoreUnavailable,
     iter_items,
@@ -290,7 +288,7 @@ def _batch_routes(
         batch = _existing(store, batch_id)
         only = frozenset({status}) if status else None
         if format_ == "csv":
-            lines = csv_lines(_all_items(store, batch_id, batch.counts.total, only))
+            lines = csv_lines(iter_items(store, batch_id, batch.counts.total, only=only))
             disposition = f'attachment; filename="phonebatch-{batch_id}.csv"'
             return StreamingResponse(
                 lines, media_type="text/csv", headers={"Content-Disposition": disposition}
@@ -378,12 +376,6 @@ def _existing(store: RedisReportStore, batch_id: str) -> BatchStatus:
     if status is None:
         raise ApiError(404, f"no batch {batch_id!r}")
     return status
-
-
-def _all_items(
-    store: RedisReportStore, batch_id: str, total: int, only: frozenset[ItemStatus] | None
-) -> Iterator[ItemRecord]:
-    return iter_items(store, batch_id, total, only=only)
 
 
 def _idempotency_key(key: str) -> str:

@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from worker.deferral import DeferralPump, Deferrals, deferred_key
+from worker.deferral import Deferrals, deferral_pump, deferred_key
 
 
 def test_due_items_go_back_to_the_queue_and_only_then(redis_client: redis.Redis) -> None:
@@ -25,7 +25,7 @@ def test_due_items_go_back_to_the_queue_and_only_then(redis_client: redis.Redis)
 
 def test_the_pump_moves_items_in_the_background(redis_client: redis.Redis) -> None:
     deferrals = Deferrals(redis_client, "q2")
-    pump = DeferralPump(deferrals, interval=0.05)
+    pump = deferral_pump(deferrals, interval=0.05)
     pump.start()
     try:
         for n in range(700):

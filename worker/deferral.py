@@ -10,9 +10,10 @@ in one atomic script. Nothing waits inside a worker, and Redis persistence keeps
 from __future__ import annotations
 
 import logging
-import threading
 
 import redis
+
+from worker.pump import Pump
 
 log = logging.getLogger(__name__)
 
@@ -60,25 +61,14 @@ class Deferrals:
         return int(self._client.zcard(deferred_key(self._queue)))
 
 
-class DeferralPump:
-    """A daemon thread in each worker that puts due items back on the queue."""
+def deferral_pump(deferrals: Deferrals, interval: float = 0.2) -> Pump:
+    """Puts due items back on the queue, in every worker."""
 
-    def __init__(self, deferrals: Deferrals, interval: float = 0.2) -> None:
-        self._deferrals = deferrals
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="phonebatch-deferrals", daemon=True)
+    def tick() -> None:
+        try:
+            while deferrals.release_due() >= 500:
+                pass
+        except redis.RedisError as exc:  # Redis restarting: try again next tick
+            log.warning("could not move deferred items back to the queue: %s", exc)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                while self._deferrals.release_due() >= 500:
-                    pass
-            except redis.RedisError as exc:  # Redis restarting: try again next tick
-                log.warning("could not move deferred items back to the queue: %s", exc)
+    return Pump("phonebatch-deferrals", tick, interval)

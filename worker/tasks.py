@@ -22,18 +22,19 @@ from jobs.store import ItemRecord
 from jobs.store_redis import RedisReportStore
 from worker.app import app
 from worker.beat import FIRE_TASK
-from worker.deferral import DeferralPump, Deferrals
+from worker.deferral import Deferrals, deferral_pump
 from worker.delivery import WorkItem, deliver
 from worker.errors import DeliveryError
 from worker.logs import about_item, configure
 from worker.messages import SELECT_TASK, UPDATE_TASK
+from worker.pump import Pump
 from worker.retry import Attempts, Deferred
 from worker.runtime import Runtime, get_runtime, resilient_redis
 from worker.selector import build_selection
-from worker.webhook_pump import WebhookPump
+from worker.webhook_pump import webhook_pump
 
 log = get_task_logger(__name__)
-_pumps: list[DeferralPump | WebhookPump] = []
+_pumps: list[Pump] = []
 
 
 def _settings() -> Settings:
@@ -60,9 +61,9 @@ def _start_pumps(**_: Any) -> None:
     settings = _settings()
     client = resilient_redis(settings.redis_url)
     store = RedisReportStore(client, retention_seconds=settings.retention_seconds)
-    pumps: list[DeferralPump | WebhookPump] = [DeferralPump(Deferrals(client, settings.queue))]
+    pumps = [deferral_pump(Deferrals(client, settings.queue))]
     if settings.webhook_secret:
-        pumps.append(WebhookPump(store, settings.webhook_secret.get_secret_value()))
+        pumps.append(webhook_pump(store, settings.webhook_secret.get_secret_value()))
     else:
         # Webhooks are signed: a worker without the secret leaves them to one that has it.
         log.info("PHONEBATCH_WEBHOOK_SECRET is not set: this worker sends no webhooks")

@@ -8,7 +8,6 @@ into the batch's status. A worker that dies in the middle of a delivery loses it
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 import httpx
@@ -17,6 +16,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_rand
 from jobs.report import status_dict
 from jobs.store import ReportStore
 from jobs.webhooks import headers, payload
+from worker.pump import Pump
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +71,12 @@ def send(
     store.record_webhook(batch_id, "delivered", tries, None)
 
 
-class WebhookPump:
-    def __init__(self, store: ReportStore, secret: str | None, interval: float = 0.5) -> None:
-        self._store = store
-        self._secret = secret
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="phonebatch-webhooks", daemon=True)
+def webhook_pump(store: ReportStore, secret: str, interval: float = 0.5) -> Pump:
+    """Sends the webhooks of batches that ended, in workers that hold the secret."""
+    client = httpx.Client(timeout=httpx.Timeout(10.0))
 
-    def start(self) -> None:
-        self._thread.start()
+    def tick() -> None:
+        while (batch_id := store.take_due_webhook()) is not None:
+            send(store, client, batch_id, secret)
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
-            while not self._stop.wait(self._interval):
-                try:
-                    while (batch_id := self._store.take_due_webhook()) is not None:
-                        send(self._store, client, batch_id, self._secret)
-                except Exception:  # keep the pump alive; the next tick tries again
-                    log.exception("webhook pump")
+    return Pump("phonebatch-webhooks", tick, interval)

@@ -80,6 +80,7 @@ class Claim(StrEnum):
     """What a worker may do with an item it is about to send."""
 
     CLAIMED = "claimed"  # send it: nobody else is
+    RETAKEN = "retaken"  # send it; an earlier run held it and stopped without an outcome
     CANCELLED = "cancelled"  # the batch was cancelled: the item is now marked so
     DONE = "done"  # it has an outcome already
     BUSY = "busy"  # another run holds it (a duplicate delivery)

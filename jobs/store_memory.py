@@ -130,7 +130,7 @@ class MemoryReportStore:
                 return Claim.BUSY, expiry - now
             entry.claims[index] = (now + lease, owner)
             entry.status = _active(entry.status, now)
-            return Claim.CLAIMED, 0.0
+            return (Claim.RETAKEN if holder else Claim.CLAIMED), 0.0
 
     def release(self, batch_id: str, index: int) -> None:
         with self._lock:

@@ -83,6 +83,7 @@ if state == 'cancelled' then
 end
 local lease, owner = lease_of(redis.call('HGET', KEYS[3], ARGV[1]))
 if lease and lease > now and owner ~= ARGV[4] then return {'busy', tostring(lease - now)} end
+local taken = lease and 'retaken' or 'claimed'
 local claim = string.format('%.6f', now + tonumber(ARGV[2])) .. '|' .. ARGV[4]
 redis.call('HSET', KEYS[3], ARGV[1], claim)
 redis.call('EXPIRE', KEYS[3], ARGV[3])
@@ -90,7 +91,7 @@ redis.call('HSET', KEYS[1], 'active_at', stamp)
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', stamp)
 end
-return {'claimed', '0'}
+return {taken, '0'}
 """
 )
 

@@ -176,12 +176,12 @@ def test_claims_keep_one_run_per_item(store: ReportStore) -> None:
     assert store.claim("b1", 0, 60, "run-a") == (Claim.CLAIMED, 0.0)
     claim, left = store.claim("b1", 0, 60, "run-b")
     assert claim is Claim.BUSY and 59 < left <= 60
-    assert store.claim("b1", 0, 60, "run-a")[0] is Claim.CLAIMED  # the same run again
+    assert store.claim("b1", 0, 60, "run-a")[0] is Claim.RETAKEN  # the same run again
     store.release("b1", 0)
     assert store.claim("b1", 0, 60, "run-b")[0] is Claim.CLAIMED
     assert store.claim("b1", 1, 0.01, "run-c")[0] is Claim.CLAIMED
     time.sleep(0.02)
-    assert store.claim("b1", 1, 60, "run-d")[0] is Claim.CLAIMED  # an expired lease
+    assert store.claim("b1", 1, 60, "run-d")[0] is Claim.RETAKEN  # an expired lease
     _outcome(store, 2, ItemStatus.SUCCEEDED)
     assert store.claim("b1", 2, 60, "run-e")[0] is Claim.DONE
     assert store.claim("b1", 9, 60, "run-e")[0] is Claim.MISSING

@@ -196,3 +196,27 @@ def test_an_unexpected_error_fails_the_item_visibly() -> None:
     assert record is not None
     assert record.status is ItemStatus.FAILED  # type: ignore[attr-defined]
     assert "internal error" in (record.error or "")  # type: ignore[attr-defined]
+
+
+def test_an_update_sent_by_a_run_that_died_counts_as_succeeded() -> None:
+    import time
+
+    store = _store()
+    store.claim("b", 0, 0.01, "killed-run")  # it sent the PATCH, then died unrecorded
+    time.sleep(0.02)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "GET", "already in the target state: nothing to send"
+        return httpx.Response(200, json=BODY | {"id": "num/1"})
+
+    record = deliver(
+        ITEM, api=_api(handler), store=store, sender=_one_attempt(), hand_back=_no_hand_back,
+        owner="redelivered",
+    )  # fmt: skip
+    assert record is not None and record.status is ItemStatus.SUCCEEDED
+    assert record.extra["reason"].startswith("sent by an earlier run")
+    fresh = _store()
+    again = deliver(
+        ITEM, api=_api(handler), store=fresh, sender=_one_attempt(), hand_back=_no_hand_back
+    )
+    assert again is not None and again.status is ItemStatus.SKIPPED  # nobody had sent it

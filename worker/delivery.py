@@ -94,11 +94,12 @@ def deliver(
         # to find it done or to take it over. Never drop the task here.
         hand_back(item, Deferred(busy_for + 1.0, item.attempts))
         return None
-    if claim is not Claim.CLAIMED:
+    if claim not in (Claim.CLAIMED, Claim.RETAKEN):
         log.info("item not sent: %s", claim.value)
         return None
+    retaken = claim is Claim.RETAKEN
     try:
-        outcome = _attempt(item, api, store, sender, batch, auth_failure_limit)
+        outcome = _attempt(item, api, store, sender, batch, auth_failure_limit, retaken)
     except Deferred as deferred:
         store.release(item.batch_id, item.index)
         hand_back(item, deferred)
@@ -118,12 +119,13 @@ def _attempt(
     sender: Sender,
     batch: BatchStatus,
     auth_failure_limit: int,
+    retaken: bool = False,
 ) -> Outcome:
     sent = redact(item.body)
     if batch.halted_reason:
         return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=batch.halted_reason)
     try:
-        return _read_then_write(item, api, store, sender, batch, sent)
+        return _read_then_write(item, api, store, sender, batch, sent, retaken)
     except AuthError as exc:
         reason = auth_halt_reason(exc, auth_failure_limit, item.batch_id)
         if store.note_auth_failure(item.batch_id, reason, auth_failure_limit):
@@ -148,6 +150,7 @@ def _read_then_write(
     sender: Sender,
     batch: BatchStatus,
     sent: dict[str, Any],
+    retaken: bool,
 ) -> Outcome:
     """GET the number first (unless the batch said not to), then decide: report only
     (dry run), leave it (already right, or changed since a rolled-back batch), or PATCH."""
@@ -165,6 +168,14 @@ def _read_then_write(
         diff = changes(current, item.body)
         details = {"changes": [c.as_dict() for c in diff], "in_target_state": not diff}
         skip = _skip_reason(item, store, batch, current, diff, details)
+        if skip is not None and retaken and not diff and batch.mode is not BatchMode.DRY_RUN:
+            # A run that stopped before recording (a killed worker) had sent this update:
+            # it succeeded, and counting it as skipped would misreport the batch.
+            details["reason"] = "sent by an earlier run that stopped before recording it"
+            return Outcome(
+                ItemStatus.SUCCEEDED, http_status=found.http_status, attempts=attempts.updates,
+                sent=sent, details=details,
+            )  # fmt: skip
         if skip is not None:
             details["reason"] = skip
             return Outcome(

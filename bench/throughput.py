@@ -72,8 +72,8 @@ def throughput(stack: Stack) -> None:
     print(f"  raw asyncio httpx loop, 32 in flight : {baseline:7.1f}/s "
           f"({time.monotonic() - started:.1f} s)")  # fmt: skip
     numbers = stack.reset_simulator(2000, seed=3, latency_ms=50)
-    ours = _ours(stack, numbers, workers=2, threads=16)
-    print(f"  phonebatch, 2 workers x 16 threads   : {ours:7.1f}/s")
+    ours = _ours(stack, numbers, workers=4, threads=8)
+    print(f"  phonebatch, 4 workers x 8 threads    : {ours:7.1f}/s")
     print(f"  ratio                                : {ours / baseline:.3f} (goal >= 0.95)")
 
 
@@ -83,8 +83,8 @@ def overhead(stack: Stack) -> None:
     baseline = _rate(stack)
     print(f"  sequential sync httpx loop           : {baseline:7.1f}/s")
     numbers = stack.reset_simulator(5000, seed=4)
-    ours = _ours(stack, numbers, workers=2, threads=8)
-    print(f"  phonebatch, 2 workers x 8 threads    : {ours:7.1f}/s")
+    ours = _ours(stack, numbers, workers=4, threads=8)
+    print(f"  phonebatch, 4 workers x 8 threads    : {ours:7.1f}/s")
     print(f"  ratio                                : {ours / baseline:.3f} (goal >= 0.5)")
 
 

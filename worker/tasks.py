@@ -1,4 +1,5 @@
-"""The one task: update one phone number. Thin: the work is in `worker.delivery`."""
+"""The worker's tasks, all thin: update one number (`worker.delivery`), build a selector
+batch (`worker.selector`), fire a schedule's slot (`jobs.scheduling`)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def _start_pumps(**_: Any) -> None:
 
 
 @worker_shutdown.connect
-def _stop_deferral_pump(**_: Any) -> None:
+def _stop_pumps(**_: Any) -> None:
     for pump in _pumps:
         pump.stop()
 

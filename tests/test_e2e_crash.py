@@ -53,6 +53,7 @@ def _wait_for_progress(store: RedisReportStore, batch_id: str, done: int) -> Non
         time.sleep(0.02)
 
 
+@pytest.mark.timeout(240)
 def test_a_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
     redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers
 ) -> None:
@@ -68,7 +69,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
     workers[0].process.wait(timeout=10)
     _, more = start_workers(count=1, concurrency=8, queue=queue, **env)
 
-    final = wait_for_batch(store, batch_id, [workers[1], *more], timeout=120)
+    final = wait_for_batch(store, batch_id, [workers[1], *more], timeout=200)
 
     assert final.state is BatchState.COMPLETED
     assert final.counts.as_dict() == {
@@ -81,6 +82,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
     assert len({r["id"] for r in simulator.requests("PATCH")}) == 600
 
 
+@pytest.mark.timeout(240)
 def test_a_redis_restart_mid_batch_loses_nothing(tmp_path: Path, simulator: Simulator) -> None:
     port = free_port()
     directory = tmp_path / "redis-aof"

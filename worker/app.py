@@ -33,6 +33,9 @@ def create_app(settings: Settings) -> Celery:
             "visibility_timeout": settings.visibility_timeout,
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 10)),
             "unacked_restore_throttle": 1,
+            # The restore sweep runs under a mutex in Redis; a worker killed while holding
+            # it would block every sweep for kombu's default 300 s.
+            "unacked_mutex_expire": max(5, min(60, settings.visibility_timeout // 4)),
         },
     )
     app.conf.phonebatch_settings = settings

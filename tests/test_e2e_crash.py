@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobs.recovery import UNACKED_INDEX_KEY, UNACKED_KEY, census
+from jobs.recovery import UNACKED_INDEX_KEY, UNACKED_KEY, census, is_stalled, resume
 from jobs.services import free_port, start_redis_server, start_worker, stop
 from jobs.store import BatchState, ItemStatus, iter_items
 from jobs.store_redis import RedisReportStore, batch_key
@@ -34,6 +34,9 @@ QUICK_RECOVERY = {
     "PHONEBATCH_POOL_TIMEOUT": "0.5",
     "PHONEBATCH_VISIBILITY_TIMEOUT": "16",
 }
+
+
+LEASE = 2 + 4 * 0.5 + 10  # the claim lease QUICK_RECOVERY's settings give (Settings.claim_lease)
 
 
 def _rows(numbers: list[dict[str, object]], assistant: str) -> list[str]:
@@ -106,14 +109,19 @@ def test_a_redis_restart_mid_batch_loses_nothing(tmp_path: Path, simulator: Simu
         # A worker usually reconnects; now and then kombu fails its reconnect
         # ("Unrecoverable error ... hostname") and the worker exits. Like a supervisor
         # (compose's restart policy), start it again: nothing may be lost either way.
-        deadline = time.monotonic() + 120
+        # A task popped from the queue in the instant Redis went down can be lost by
+        # kombu's ack emulation: the batch then stalls, and `resume` puts it back, as a
+        # person would after `phonebatch status` says so.
+        deadline = time.monotonic() + 150
         while not (status := store.status(batch_id)) or not status.done:
             assert time.monotonic() < deadline, f"the batch did not finish: {status}"
             if worker.process.poll() is not None:
                 worker = WorkerProcess(
                     start_worker(env=env | QUICK_RECOVERY, concurrency=8, log=log), log
                 )
-            time.sleep(0.1)
+            if is_stalled(client, "q-restart", status, stale_after=LEASE):
+                resume(store, client, "q-restart", batch_id, stale_after=LEASE)
+            time.sleep(0.2)
         final = status
         assert final.counts.succeeded == 300 and final.counts.pending == 0
         state = simulator.numbers()

@@ -30,7 +30,7 @@ from jobs.producer import BatchOptions, submit_batch, submit_selection
 from jobs.recovery import is_stalled
 from jobs.report import csv_lines, item_dict, status_dict
 from jobs.retries import NothingToRetry, retry_failed
-from jobs.rollback import NothingToRollBack, plan_rollback
+from jobs.rollback import NothingToRollBack, submit_rollback
 from jobs.sources import Format, InputError, detect_format
 from jobs.store import (
     BatchMode,
@@ -320,16 +320,13 @@ def _batch_routes(
     def rollback_batch(batch_id: str, force: bool = False) -> JSONResponse:
         """Put back what the batch overwrote; numbers changed since are left alone unless
         forced."""
-        original = _existing(store, batch_id)
+        _existing(store, batch_id)
         try:
-            plan = plan_rollback(store, batch_id)
+            child, plan = submit_rollback(
+                store, settings.queue, batch_id, force=force, source="api"
+            )
         except NothingToRollBack as exc:
             raise ApiError(409, str(exc)) from None
-        child = submit_batch(
-            plan.items, store=store, broker=store.client, queue=settings.queue,
-            name=f"rollback of {original.name}", source="api",
-            options=BatchOptions(mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id),
-        )  # fmt: skip
         body = {"batch_id": child, "items": len(plan.items), "not_restored": plan.left_out}
         return JSONResponse(body, 202, headers={"Location": f"/batches/{child}"})
 

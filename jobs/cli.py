@@ -38,7 +38,7 @@ from jobs.report import (
     write_json,
 )
 from jobs.retries import NothingToRetry, retry_failed
-from jobs.rollback import NothingToRollBack, plan_rollback
+from jobs.rollback import NothingToRollBack, submit_rollback
 from jobs.scheduling import fire
 from jobs.selection import parse_conditions
 from jobs.sources import InputError, detect_format
@@ -329,18 +329,13 @@ def rollback(
 ) -> None:
     """Put back the values BATCH_ID overwrote, only the fields it touched."""
     store = _store()
-    original = _status(store, batch_id)
+    _status(store, batch_id)
     try:
-        plan = plan_rollback(store, batch_id)
+        child, plan = submit_rollback(store, settings().queue, batch_id, force=force)
     except NothingToRollBack as exc:
         raise CliError(str(exc)) from None
     for note in plan.left_out[:20]:
         err.print(f"not restored: {note}", markup=False)
-    child = submit_batch(
-        plan.items, store=store, broker=store.client, queue=settings().queue,
-        name=f"rollback of {original.name}", source=original.source,
-        options=BatchOptions(mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id),
-    )  # fmt: skip
     _announce(store, child, len(plan.items), wait=wait, as_json=as_json)
 
 

@@ -15,8 +15,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from jobs.models import UPDATE_MODELS, dump_body
+from jobs.producer import BatchOptions, submit_batch
 from jobs.redaction import REDACTED
-from jobs.store import ItemRecord, ItemStatus, ReportStore, iter_items
+from jobs.store import BatchMode, ItemRecord, ItemStatus, ReportStore, iter_items
+from jobs.store_redis import RedisReportStore
 from jobs.validation import BatchItem
 
 
@@ -79,3 +81,19 @@ def plan_rollback(store: ReportStore, batch_id: str) -> RollbackPlan:
             + (f" ({reasons})" if reasons else "")
         )
     return plan
+
+
+def submit_rollback(
+    store: RedisReportStore, queue: str, batch_id: str, *, force: bool, source: str | None = None
+) -> tuple[str, RollbackPlan]:
+    """Plan the rollback of `batch_id` and submit it; the new batch's id and the plan."""
+    original = store.status(batch_id)
+    if original is None:
+        raise NothingToRollBack(f"no batch {batch_id!r}")
+    plan = plan_rollback(store, batch_id)
+    child = submit_batch(
+        plan.items, store=store, broker=store.client, queue=queue,
+        name=f"rollback of {original.name}", source=source or original.source,
+        options=BatchOptions(mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id),
+    )  # fmt: skip
+    return child, plan

@@ -213,6 +213,32 @@ class StoreUnavailable(Exception):
     """The store's server cannot be reached; the message says where we looked."""
 
 
+@dataclass(frozen=True, slots=True)
+class SendRules:
+    """What a batch says about sending its items: all a worker needs to know of it."""
+
+    mode: BatchMode = BatchMode.UPDATE
+    force: bool = False
+    read_first: bool = True
+    halted_reason: str | None = None
+
+    @classmethod
+    def of(cls, status: BatchStatus) -> SendRules:
+        return cls(status.mode, status.force, status.read_first, status.halted_reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """The answer to a claim. For `CLAIMED` and `RETAKEN` it carries the item's record
+    and the batch's rules, read in the same step (one round trip per item, not two);
+    for `BUSY`, how long the other run's lease has left."""
+
+    claim: Claim
+    busy_for: float = 0.0
+    item: ItemRecord | None = None
+    rules: SendRules | None = None
+
+
 class ReportStore(Protocol):
     def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
         """Write the batch record and one pending record per item."""
@@ -231,12 +257,6 @@ class ReportStore(Protocol):
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None: ...
 
-    def batch_and_item(
-        self, batch_id: str, index: int
-    ) -> tuple[BatchStatus | None, ItemRecord | None]:
-        """Both at once (one round trip to Redis): what a worker reads before each item."""
-        ...
-
     def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
         """Count a refused key; at `limit`, halt the batch with `reason`. True if halted."""
         ...
@@ -245,9 +265,9 @@ class ReportStore(Protocol):
         """Stop the batch from sending anything more, with the reason."""
         ...
 
-    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
+    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
         """Take the item for the run `owner` (a task id) for `lease` seconds, unless that
-        makes no sense; for `BUSY`, also how long the other run's lease has left."""
+        makes no sense."""
         ...
 
     def release(self, batch_id: str, index: int) -> None:

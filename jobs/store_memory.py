@@ -18,6 +18,8 @@ from jobs.store import (
     ItemSeed,
     ItemStatus,
     NewBatch,
+    SendRules,
+    Ticket,
     WebhookState,
 )
 
@@ -110,27 +112,28 @@ class MemoryReportStore:
             self._ended(entry)
             return True
 
-    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
+    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
         now = time.time()
         with self._lock:
             entry = self._batches.get(batch_id)
             current = entry.items.get(index) if entry else None
             if entry is None or current is None:
-                return Claim.MISSING, 0.0
+                return Ticket(Claim.MISSING)
             if current.status is not ItemStatus.PENDING:
-                return Claim.DONE, 0.0
+                return Ticket(Claim.DONE)
             if entry.status.state is BatchState.CANCELLED:
                 entry.items[index] = replace(current, status=ItemStatus.CANCELLED, finished_at=now)
                 entry.claims.pop(index, None)
                 entry.status = _counted(entry.status, ItemStatus.CANCELLED, 1)
                 self._ended(entry)
-                return Claim.CANCELLED, 0.0
+                return Ticket(Claim.CANCELLED)
             expiry, holder = entry.claims.get(index, (0.0, ""))
             if expiry > now and holder != owner:
-                return Claim.BUSY, expiry - now
+                return Ticket(Claim.BUSY, busy_for=expiry - now)
             entry.claims[index] = (now + lease, owner)
             entry.status = _active(entry.status, now)
-            return (Claim.RETAKEN if holder else Claim.CLAIMED), 0.0
+            claim = Claim.RETAKEN if holder else Claim.CLAIMED
+            return Ticket(claim, item=current, rules=SendRules.of(entry.status))
 
     def release(self, batch_id: str, index: int) -> None:
         with self._lock:
@@ -210,11 +213,6 @@ class MemoryReportStore:
             if entry.status.halted_reason is None and entry.auth_failures >= limit:
                 entry.status = replace(entry.status, halted_reason=reason)
             return entry.status.halted_reason is not None
-
-    def batch_and_item(
-        self, batch_id: str, index: int
-    ) -> tuple[BatchStatus | None, ItemRecord | None]:
-        return self.status(batch_id), self.item(batch_id, index)
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None:
         with self._lock:

@@ -36,7 +36,9 @@ from jobs.store import (
     ItemRecord,
     ItemSeed,
     NewBatch,
+    SendRules,
     StoreUnavailable,
+    Ticket,
     WebhookState,
 )
 
@@ -216,12 +218,24 @@ class RedisReportStore:
         )  # fmt: skip
         return bool(result == 1)
 
-    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> tuple[Claim, float]:
-        claim, left = self._claim(
+    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
+        answer = self._claim(
             keys=[*_keys(batch_id)[:3], WEBHOOKS_DUE_KEY],
             args=[index, lease, self._retention, owner, batch_id],
         )
-        return Claim(_text(claim)), float(left)
+        claim = Claim(_text(answer[0]))
+        if claim is Claim.BUSY:
+            return Ticket(claim, busy_for=float(answer[1]))
+        if claim not in (Claim.CLAIMED, Claim.RETAKEN):
+            return Ticket(claim)
+        mode, force, read_first, halted = (_text(v) if v else "" for v in answer[3:7])
+        rules = SendRules(
+            mode=BatchMode(mode or "update"),
+            force=force == "1",
+            read_first=read_first != "0",
+            halted_reason=halted or None,
+        )
+        return Ticket(claim, item=ItemRecord.decode(index, answer[2]), rules=rules)
 
     def release(self, batch_id: str, index: int) -> None:
         self._redis.hdel(claims_key(batch_id), str(index))
@@ -266,16 +280,6 @@ class RedisReportStore:
 
     def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
         return bool(self._note_auth(keys=[batch_key(batch_id)], args=[limit, reason]) == 1)
-
-    def batch_and_item(
-        self, batch_id: str, index: int
-    ) -> tuple[BatchStatus | None, ItemRecord | None]:
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.hgetall(batch_key(batch_id))
-        pipe.hget(items_key(batch_id), str(index))
-        raw_batch, raw_item = pipe.execute()
-        batch = decode_status(batch_id, raw_batch) if raw_batch else None
-        return batch, ItemRecord.decode(index, raw_item) if raw_item else None
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None:
         raw = self._redis.hget(items_key(batch_id), str(index))

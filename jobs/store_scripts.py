@@ -60,9 +60,11 @@ return 1
 
 # KEYS: B, I, C, due webhooks set. ARGV: 1 item index, 2 lease (s), 3 retention (s),
 # 4 owner (a task id), 5 batch id
-# Returns {claim, seconds}: a `Claim` value, and for 'busy' how long the other run's
-# lease has left. In a cancelled batch the item is marked cancelled here, so no run can
-# send it whatever the order of events. The same owner claiming again (a redelivered
+# Returns {claim, seconds, item record, mode, force, read_first, halted_reason}: a `Claim`
+# value; for 'busy' how long the other run's lease has left; for 'claimed' and 'retaken'
+# what a worker needs to know of the item and the batch, so it reads nothing else. In a
+# cancelled batch the item is marked cancelled here, so no run can send it whatever the
+# order of events. The same owner claiming again (a redelivered
 # task, a retried command) gets the item back.
 CLAIM = (
     _NOW
@@ -91,7 +93,8 @@ redis.call('HSET', KEYS[1], 'active_at', stamp)
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', stamp)
 end
-return {taken, '0'}
+local rules = redis.call('HMGET', KEYS[1], 'mode', 'force', 'read_first', 'halted_reason')
+return {taken, '0', current, rules[1], rules[2], rules[3], rules[4]}
 """
 )
 

@@ -19,6 +19,7 @@ from jobs.store import (
     NewBatch,
     Outcome,
     ReportStore,
+    SendRules,
     iter_items,
 )
 from jobs.store_memory import MemoryReportStore
@@ -173,24 +174,40 @@ def test_auth_failures_halt_the_batch_at_the_limit(store: ReportStore) -> None:
 
 def test_claims_keep_one_run_per_item(store: ReportStore) -> None:
     _create(store)
-    assert store.claim("b1", 0, 60, "run-a") == (Claim.CLAIMED, 0.0)
-    claim, left = store.claim("b1", 0, 60, "run-b")
-    assert claim is Claim.BUSY and 59 < left <= 60
-    assert store.claim("b1", 0, 60, "run-a")[0] is Claim.RETAKEN  # the same run again
+    first = store.claim("b1", 0, 60, "run-a")
+    assert first.claim is Claim.CLAIMED and first.busy_for == 0.0
+    assert first.item == ItemRecord(0, 2, "n0")
+    assert first.rules == SendRules()
+    second = store.claim("b1", 0, 60, "run-b")
+    assert second.claim is Claim.BUSY and 59 < second.busy_for <= 60
+    assert second.item is None and second.rules is None
+    assert store.claim("b1", 0, 60, "run-a").claim is Claim.RETAKEN  # the same run again
     store.release("b1", 0)
-    assert store.claim("b1", 0, 60, "run-b")[0] is Claim.CLAIMED
-    assert store.claim("b1", 1, 0.01, "run-c")[0] is Claim.CLAIMED
+    assert store.claim("b1", 0, 60, "run-b").claim is Claim.CLAIMED
+    assert store.claim("b1", 1, 0.01, "run-c").claim is Claim.CLAIMED
     time.sleep(0.02)
-    assert store.claim("b1", 1, 60, "run-d")[0] is Claim.RETAKEN  # an expired lease
+    assert store.claim("b1", 1, 60, "run-d").claim is Claim.RETAKEN  # an expired lease
     _outcome(store, 2, ItemStatus.SUCCEEDED)
-    assert store.claim("b1", 2, 60, "run-e")[0] is Claim.DONE
-    assert store.claim("b1", 9, 60, "run-e")[0] is Claim.MISSING
-    assert store.claim("nope", 0, 60, "run-e")[0] is Claim.MISSING
+    assert store.claim("b1", 2, 60, "run-e").claim is Claim.DONE
+    assert store.claim("b1", 9, 60, "run-e").claim is Claim.MISSING
+    assert store.claim("nope", 0, 60, "run-e").claim is Claim.MISSING
+
+
+def test_a_claim_carries_the_batch_rules(store: ReportStore) -> None:
+    batch = NewBatch(
+        "b2", name="t", source="cli", total=1, mode=BatchMode.ROLLBACK, force=True,
+        read_first=False,
+    )  # fmt: skip
+    store.create_batch(batch, [ItemSeed(0, row=5, number_id="n0")])
+    store.halt("b2", "key refused")
+    ticket = store.claim("b2", 0, 60, "run-a")
+    assert ticket.claim is Claim.CLAIMED and ticket.item == ItemRecord(0, 5, "n0")
+    assert ticket.rules == SendRules(BatchMode.ROLLBACK, True, False, "key refused")
 
 
 def test_cancel_spares_items_in_flight_and_blocks_the_rest(store: ReportStore) -> None:
     _create(store, total=5)
-    assert store.claim("b1", 0, 60, "in-flight")[0] is Claim.CLAIMED
+    assert store.claim("b1", 0, 60, "in-flight").claim is Claim.CLAIMED
     _outcome(store, 1, ItemStatus.SUCCEEDED)
     status = store.cancel("b1")
     assert status is not None and status.state is BatchState.CANCELLED
@@ -208,10 +225,10 @@ def test_cancel_spares_items_in_flight_and_blocks_the_rest(store: ReportStore) -
 
 def test_a_claim_in_a_cancelled_batch_cancels_the_item(store: ReportStore) -> None:
     _create(store, total=2)
-    assert store.claim("b1", 0, 60, "late-run")[0] is Claim.CLAIMED
+    assert store.claim("b1", 0, 60, "late-run").claim is Claim.CLAIMED
     store.cancel("b1")  # item 1 swept; item 0 in flight
     store.release("b1", 0)  # its run handed it back instead of sending
-    assert store.claim("b1", 0, 60, "later-run")[0] is Claim.CANCELLED
+    assert store.claim("b1", 0, 60, "later-run").claim is Claim.CANCELLED
     status = store.status("b1")
     assert status is not None and (status.counts.cancelled, status.counts.pending) == (2, 0)
 

@@ -20,12 +20,12 @@ from jobs.metrics import OUTCOMES
 from jobs.redaction import redact
 from jobs.store import (
     BatchMode,
-    BatchStatus,
     Claim,
     ItemRecord,
     ItemStatus,
     Outcome,
     ReportStore,
+    SendRules,
 )
 from worker.errors import AuthError, DeliveryError
 from worker.retry import Attempts, Deferred
@@ -84,22 +84,22 @@ def deliver(
     The item is claimed first (atomically, in the store): a cancelled batch's item is
     marked cancelled instead of sent, and a second delivery of the same task finds it
     taken or done and sends nothing."""
-    batch, existing = store.batch_and_item(item.batch_id, item.index)
-    if batch is None or existing is None:
-        log.warning("no such item in the report store (expired?); nothing sent")
-        return None
-    claim, busy_for = store.claim(item.batch_id, item.index, lease, owner)
-    if claim is Claim.BUSY:
+    ticket = store.claim(item.batch_id, item.index, lease, owner)
+    if ticket.claim is Claim.BUSY:
         # Another run holds it (a duplicate delivery): come back once its lease is over,
         # to find it done or to take it over. Never drop the task here.
-        hand_back(item, Deferred(busy_for + 1.0, item.attempts))
+        hand_back(item, Deferred(ticket.busy_for + 1.0, item.attempts))
         return None
-    if claim not in (Claim.CLAIMED, Claim.RETAKEN):
-        log.info("item not sent: %s", claim.value)
+    if ticket.item is None or ticket.rules is None:
+        if ticket.claim is Claim.MISSING:
+            log.warning("no such item in the report store (expired?); nothing sent")
+        else:
+            log.info("item not sent: %s", ticket.claim.value)
         return None
-    retaken = claim is Claim.RETAKEN
+    existing, rules = ticket.item, ticket.rules
+    retaken = ticket.claim is Claim.RETAKEN
     try:
-        outcome = _attempt(item, api, store, sender, batch, auth_failure_limit, retaken)
+        outcome = _attempt(item, api, store, sender, rules, auth_failure_limit, retaken)
     except Deferred as deferred:
         store.release(item.batch_id, item.index)
         hand_back(item, deferred)
@@ -117,15 +117,15 @@ def _attempt(
     api: VapiApi,
     store: ReportStore,
     sender: Sender,
-    batch: BatchStatus,
+    rules: SendRules,
     auth_failure_limit: int,
     retaken: bool = False,
 ) -> Outcome:
     sent = redact(item.body)
-    if batch.halted_reason:
-        return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=batch.halted_reason)
+    if rules.halted_reason:
+        return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=rules.halted_reason)
     try:
-        return _read_then_write(item, api, store, sender, batch, sent, retaken)
+        return _read_then_write(item, api, store, sender, rules, sent, retaken)
     except AuthError as exc:
         reason = auth_halt_reason(exc, auth_failure_limit, item.batch_id)
         if store.note_auth_failure(item.batch_id, reason, auth_failure_limit):
@@ -148,7 +148,7 @@ def _read_then_write(
     api: VapiApi,
     store: ReportStore,
     sender: Sender,
-    batch: BatchStatus,
+    rules: SendRules,
     sent: dict[str, Any],
     retaken: bool,
 ) -> Outcome:
@@ -156,7 +156,7 @@ def _read_then_write(
     (dry run), leave it (already right, or changed since a rolled-back batch), or PATCH."""
     attempts = item.attempts
     details: dict[str, Any] = {}
-    if batch.read_first:
+    if rules.read_first:
         before = attempts.total
         try:
             found, attempts = sender.run(lambda: api.get_phone_number(item.number_id), attempts)
@@ -167,8 +167,8 @@ def _read_then_write(
         current = found.payload if isinstance(found.payload, dict) else {}
         diff = changes(current, item.body)
         details = {"changes": [c.as_dict() for c in diff], "in_target_state": not diff}
-        skip = _skip_reason(item, store, batch, current, diff, details)
-        if skip is not None and retaken and not diff and batch.mode is not BatchMode.DRY_RUN:
+        skip = _skip_reason(item, store, rules, current, diff, details)
+        if skip is not None and retaken and not diff and rules.mode is not BatchMode.DRY_RUN:
             # A run that stopped before recording (a killed worker) had sent this update:
             # it succeeded, and counting it as skipped would misreport the batch.
             details["reason"] = "sent by an earlier run that stopped before recording it"
@@ -200,20 +200,20 @@ def _read_then_write(
 def _skip_reason(
     item: WorkItem,
     store: ReportStore,
-    batch: BatchStatus,
+    rules: SendRules,
     current: dict[str, Any],
     diff: list[Change],
     details: dict[str, Any],
 ) -> str | None:
-    if batch.mode is BatchMode.DRY_RUN:
+    if rules.mode is BatchMode.DRY_RUN:
         return "dry run: nothing sent"
-    if batch.mode is BatchMode.ROLLBACK and not batch.force:
+    if rules.mode is BatchMode.ROLLBACK and not rules.force:
         clash = conflicts(current, store.expectation(item.batch_id, item.index) or {})
         if clash:
             details["conflicts"] = [c.as_dict() for c in clash]
             fields = ", ".join(c.field for c in clash)
             return f"conflict: {fields} changed since; left alone (--force overwrites)"
-    if not diff and not batch.force:
+    if not diff and not rules.force:
         return "already in the target state"
     return None
 

@@ -139,6 +139,23 @@ def test_backend_shared_by_threads_never_goes_over_the_limit(backend_for) -> Non
     assert stamps[-1] - stamps[0] == pytest.approx(59 / 50, abs=0.1)
 
 
+def test_without_a_limit_a_worker_rechecks_the_pause_at_most_every_interval(
+    redis_client: redis.Redis,
+) -> None:
+    now = [0.0]
+    key = "phonebatch:limiter:test-free"
+    ours = RedisLimiterBackend(redis_client, Pace(0), key, clock=lambda: now[0])
+    other = RedisLimiterBackend(redis_client, Pace(0), key, clock=lambda: now[0])
+    assert ours.reserve(1.0) == 0.0
+    other.rate_limited(5.0)  # another worker's 429
+    assert other.reserve(1.0) < 0  # the worker that saw it holds back at once
+    assert ours.reserve(1.0) == 0.0  # ours trusts its last look for the interval...
+    now[0] += 0.11
+    assert -5.0 <= ours.reserve(1.0) < -4.5  # ...and then sees the pause
+    ours.rate_limited(5.0)
+    assert ours.reserve(1.0) < 0  # its own 429 at once
+
+
 def test_in_flight_cap_across_clients(redis_client: redis.Redis) -> None:
     caps = [RedisInFlightCap(redis_client, 2, lease=5.0) for _ in range(3)]
     held = [caps[0].try_take(), caps[1].try_take()]

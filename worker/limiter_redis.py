@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -100,23 +100,45 @@ return 1
 
 
 class RedisLimiterBackend:
-    def __init__(self, client: redis.Redis, pace: Pace, key: str = LIMITER_KEY) -> None:
+    """With a limit, every request reserves its slot in Redis. Without one there is no
+    slot to reserve, only the shared pause after a 429 to respect: a worker that found
+    no pause trusts that for `pause_check_interval` seconds instead of asking before
+    every request (its own 429 is seen at once; another worker's within the interval)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        pace: Pace,
+        key: str = LIMITER_KEY,
+        *,
+        pause_check_interval: float = 0.1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pace = pace
         self._keys = [key]
         self._reserve = client.register_script(RESERVE)
         self._rate_limited = client.register_script(RATE_LIMITED)
         self._state = client.register_script(STATE)
+        self._check_interval = pause_check_interval
+        self._clock = clock
+        self._no_pause_until = float("-inf")
 
     def _args(self) -> list[float]:
         return [self._pace.limit, self._pace.recovery_seconds]
 
     def reserve(self, max_wait: float) -> float:
-        return float(self._reserve(keys=self._keys, args=[*self._args(), max_wait]))
+        if not self._pace.limited and self._clock() < self._no_pause_until:
+            return 0.0
+        wait = float(self._reserve(keys=self._keys, args=[*self._args(), max_wait]))
+        if not self._pace.limited and wait == 0:
+            self._no_pause_until = self._clock() + self._check_interval
+        return wait
 
     def paused_for(self) -> float:
         return float(self._state(keys=self._keys, args=self._args())[0])
 
     def rate_limited(self, pause: float) -> None:
+        self._no_pause_until = float("-inf")
         args = [*self._args(), self._pace.decrease, pause, FLOOR]
         self._rate_limited(keys=self._keys, args=args)
 

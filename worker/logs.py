@@ -53,3 +53,9 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if root.level > logging.DEBUG:
+        # Celery's "received" and "succeeded" lines name a task id, not the item, and
+        # say less than our own line per item does; at two a task they cost more than
+        # the update's own bookkeeping. `--loglevel DEBUG` brings them back.
+        for chatty in ("celery.worker.strategy", "celery.app.trace"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -13,7 +13,7 @@ from config import Settings
 from worker.errors import RateLimited, RejectedError, ServerError, parse_retry_after
 from worker.limiter import Limiter, MemoryLimiterBackend, Pace
 from worker.retry import Attempts, Deferred, RetryingSender, RetryPolicy
-from worker.vapi import VapiApi, build_http_client
+from worker.vapi import VapiApi, build_api
 
 
 class Clock:
@@ -32,7 +32,7 @@ class Clock:
 def _api(answers: Iterator[httpx.Response]) -> VapiApi:
     settings = Settings(_env_file=None, vapi_api_key="k", vapi_base_url="http://vapi.test")  # type: ignore[call-arg]
     transport = httpx.MockTransport(lambda request: next(answers))
-    return VapiApi(build_http_client(settings, transport=transport))
+    return build_api(settings, transport=transport)
 
 
 def _sender(clock: Clock, policy: RetryPolicy, limit: float = 0) -> RetryingSender:

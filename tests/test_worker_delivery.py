@@ -23,7 +23,7 @@ from worker.errors import (
 )
 from worker.limiter import Limiter, MemoryLimiterBackend, Pace
 from worker.retry import Deferred, RetryingSender, RetryPolicy
-from worker.vapi import MissingApiKey, VapiApi, build_http_client
+from worker.vapi import MissingApiKey, VapiApi, build_api
 
 Handler = Callable[[httpx.Request], httpx.Response]
 BODY = {"provider": "twilio", "assistantId": "asst_1", "twilioAuthToken": "tok"}
@@ -35,7 +35,7 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _api(handler: Handler) -> VapiApi:
-    return VapiApi(build_http_client(_settings(), transport=httpx.MockTransport(handler)))
+    return build_api(_settings(), transport=httpx.MockTransport(handler))
 
 
 def _store() -> MemoryReportStore:
@@ -153,10 +153,10 @@ def test_errors_are_classified_at_the_boundary() -> None:
 
 
 def test_timeouts_are_explicit_and_the_key_is_required() -> None:
-    client = build_http_client(_settings(connect_timeout=1.5, read_timeout=7))
-    assert client.timeout == httpx.Timeout(connect=1.5, read=7, write=10, pool=5)
+    api = build_api(_settings(connect_timeout=1.5, read_timeout=7))
+    assert api.timeout == httpx.Timeout(connect=1.5, read=7, write=10, pool=5)
     with pytest.raises(MissingApiKey):
-        build_http_client(_settings(vapi_api_key=None))
+        build_api(_settings(vapi_api_key=None))
 
 
 def test_api_error_message_shapes() -> None:
@@ -168,7 +168,7 @@ def test_api_error_message_shapes() -> None:
 
 def test_a_duplicate_delivery_is_handed_back_not_dropped() -> None:
     store = _store()
-    assert store.claim("b", 0, 60, "first-run")[0].value == "claimed"
+    assert store.claim("b", 0, 60, "first-run").claim.value == "claimed"
     handed: list[float] = []
 
     def hand_back(item: WorkItem, deferred: Deferred) -> None:
@@ -220,3 +220,18 @@ def test_an_update_sent_by_a_run_that_died_counts_as_succeeded() -> None:
         ITEM, api=_api(handler), store=fresh, sender=_one_attempt(), hand_back=_no_hand_back
     )
     assert again is not None and again.status is ItemStatus.SKIPPED  # nobody had sent it
+
+
+def test_workers_use_the_proxy_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.vapi import _proxy_for
+
+    for name in ("HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,.corp.example")
+    assert _proxy_for("https://api.vapi.ai") == "http://proxy.internal:3128"
+    assert _proxy_for("https://sim.corp.example") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("NO_PROXY")
+    assert _proxy_for("https://api.vapi.ai") is None

@@ -22,7 +22,7 @@ from worker.limiter import Limiter, Pace
 from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend
 from worker.messages import UPDATE_TASK, task_message, update_args
 from worker.retry import Deferred, RetryingSender, RetryPolicy
-from worker.vapi import VapiApi, build_http_client
+from worker.vapi import VapiApi, build_api
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
         # A place's lease outlives the longest request, so only a dead worker's expire.
         lease = settings.connect_timeout + settings.read_timeout + settings.write_timeout + 5
         in_flight = RedisInFlightCap(client, settings.max_in_flight, lease=lease).hold
-    api = VapiApi(build_http_client(settings))
+    api = build_api(settings)
     limiter = Limiter(
         RedisLimiterBackend(client, pace(settings)), max_pause=settings.inline_wait_limit
     )

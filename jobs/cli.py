@@ -8,6 +8,7 @@ service could not be reached, 2 bad input or usage.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
 from contextlib import contextmanager
@@ -573,22 +574,52 @@ def list_batches(
 )
 def worker(
     ctx: typer.Context,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            "--processes",
+            "-p",
+            min=1,
+            help="Worker processes to run (default: two per CPU core).",
+        ),
+    ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", help="Requests in flight in this process.")
+        int, typer.Option("--concurrency", "-c", min=1, help="Requests in flight per process.")
     ] = 8,
-    pool: Annotated[str, typer.Option("--pool", help="Celery pool.")] = "threads",
+    pool: Annotated[str, typer.Option("--pool", help="Celery pool of each process.")] = "threads",
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
 ) -> None:
-    """Start a worker. Other options go to `celery worker` as they are."""
-    if settings().vapi_api_key is None:
+    """Start a worker: several processes, each a Celery worker with its own threads.
+    Other options go to `celery worker` as they are."""
+    current = settings()
+    if current.vapi_api_key is None:
         raise CliError(
             "VAPI_API_KEY is not set: a worker needs it to call the Vapi API", EXIT_INVALID
         )
+    from worker.launcher import Supervisor, child_argv, child_env, default_processes
+
+    count = processes if processes is not None else default_processes()
+    if count > 1:
+        if any(a in ("-n", "--hostname") or a.startswith("--hostname=") for a in ctx.args):
+            raise CliError("--hostname names one process: use it with --processes 1", EXIT_INVALID)
+        from worker.logs import configure
+
+        configure(loglevel, current.log_format)  # the launcher's own lines: restarts
+        slots = [
+            (
+                child_argv(
+                    i, concurrency=concurrency, pool=pool, loglevel=loglevel, extra=ctx.args
+                ),
+                child_env(i, os.environ, current.metrics_port),
+            )
+            for i in range(count)
+        ]
+        raise typer.Exit(Supervisor(slots).run())
     from worker.app import app as celery_app
 
     argv = [
         "worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}",
-        f"--queues={settings().queue}", *ctx.args,
+        f"--queues={current.queue}", *ctx.args,
     ]  # fmt: skip
     celery_app.worker_main(argv)
 

@@ -1,7 +1,7 @@
 """Prometheus metrics of workers and the API. Names start with `phonebatch_`.
 
-Workers serve theirs on `PHONEBATCH_METRICS_PORT` (one port per worker process: the
-default threads pool keeps a worker in one process); the API serves `/metrics` itself.
+Workers serve theirs on `PHONEBATCH_METRICS_PORT` (each process of `phonebatch worker`
+on the base port plus its number); the API serves `/metrics` itself.
 """
 
 from __future__ import annotations

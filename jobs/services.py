@@ -121,11 +121,11 @@ def start_simulator(
 
 def start_worker(
     *, env: Mapping[str, str], concurrency: int = 8, extra: Sequence[str] = (),
-    log: Path | None = None,
+    log: Path | None = None, processes: int = 1,
 ) -> subprocess.Popen[bytes]:  # fmt: skip
     argv = [
-        sys.executable, "-m", "jobs.cli", "worker", "--concurrency", str(concurrency),
-        "--loglevel", "INFO", *extra,
+        sys.executable, "-m", "jobs.cli", "worker", "--processes", str(processes),
+        "--concurrency", str(concurrency), "--loglevel", "INFO", *extra,
     ]  # fmt: skip
     return start(argv, env=env, log=log)
 

@@ -102,14 +102,20 @@ def start_workers(redis_url: str, simulator: Simulator, tmp_path: Path) -> Itera
     started: list[WorkerProcess] = []
 
     def start(
-        count: int = 1, concurrency: int = 8, queue: str | None = None, **env: str
+        count: int = 1,
+        concurrency: int = 8,
+        queue: str | None = None,
+        processes: int = 1,
+        **env: str,
     ) -> tuple[str, list[WorkerProcess]]:
         queue = queue or f"phonebatch-test-{uuid.uuid4().hex[:8]}"
         full_env = worker_env(redis_url, simulator, PHONEBATCH_QUEUE=queue, **env)
         group = []
         for n in range(count):
             log = tmp_path / f"worker-{len(started)}-{n}.log"
-            process = start_worker(env=full_env, concurrency=concurrency, log=log)
+            process = start_worker(
+                env=full_env, concurrency=concurrency, log=log, processes=processes
+            )
             group.append(WorkerProcess(process, log))
         started.extend(group)
         return queue, group

@@ -10,15 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulator.faults import Decision, Fault, FaultConfig, FaultInjector
 from simulator.listing import list_matching
 from simulator.schema import body_problems, variant_validators
 from simulator.state import SimulatorState
+from simulator.stats import InFlight
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Simulator:
         self.api_key = config.api_key
         self.state = state
         self.faults = FaultInjector(config.faults)
+        self.in_flight = InFlight()
 
     def _log(
         self,
@@ -175,6 +178,7 @@ class Simulator:
     async def sim_reset(self, request: Request) -> Response:
         """Forget the request log and the faults; with a JSON list body, load those numbers."""
         self.state.requests.clear()
+        self.in_flight.reset()
         self.faults = FaultInjector(FaultConfig())
         raw = await request.body()
         if raw:
@@ -188,6 +192,10 @@ class Simulator:
             except (TypeError, ValueError) as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse(self.faults.config.as_dict())
+
+    async def sim_concurrency(self, request: Request) -> Response:
+        """Phone-number requests in flight now, and the most at once since the reset."""
+        return JSONResponse({"in_flight": self.in_flight.now, "peak": self.in_flight.peak})
 
     async def sim_health(self, request: Request) -> Response:
         return JSONResponse({"ok": True, "numbers": len(self.state.numbers)})
@@ -205,9 +213,29 @@ def create_app(config: SimulatorConfig, state: SimulatorState) -> Starlette:
             Route("/_sim/numbers", sim.sim_numbers, methods=["GET", "POST"]),
             Route("/_sim/reset", sim.sim_reset, methods=["POST"]),
             Route("/_sim/faults", sim.sim_faults, methods=["GET", "POST"]),
+            Route("/_sim/concurrency", sim.sim_concurrency, methods=["GET"]),
             Route("/_sim/health", sim.sim_health, methods=["GET"]),
-        ]
+        ],
+        middleware=[Middleware(_CountInFlight, counter=sim.in_flight)],
     )
+
+
+class _CountInFlight:
+    """Counts API requests from their arrival until their answer is sent."""
+
+    def __init__(self, app: ASGIApp, counter: InFlight) -> None:
+        self._app = app
+        self._counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/phone-number"):
+            await self._app(scope, receive, send)
+            return
+        self._counter.enter()
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._counter.leave()
 
 
 def serve(config: SimulatorConfig, state: SimulatorState, host: str, port: int) -> None:

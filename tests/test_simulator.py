@@ -107,3 +107,21 @@ def test_same_seed_same_ids() -> None:
     assert [n["id"] for n in generate_numbers(3, seed=9)] != [
         n["id"] for n in generate_numbers(3, seed=10)
     ]
+
+
+def test_it_counts_the_requests_it_answers_at_once(simulator: Simulator) -> None:
+    import asyncio
+
+    numbers = generate_numbers(6, seed=4)
+    simulator.reset(numbers)
+    simulator.set_faults(latency_ms=300)
+
+    async def get_all() -> None:
+        async with httpx.AsyncClient(base_url=simulator.url, headers=KEY, timeout=10) as http:
+            await asyncio.gather(*(http.get(f"/phone-number/{n['id']}") for n in numbers[:4]))
+
+    asyncio.run(get_all())
+    counted = httpx.get(f"{simulator.url}/_sim/concurrency", timeout=5).json()
+    assert counted == {"in_flight": 0, "peak": 4}
+    simulator.reset(numbers)
+    assert httpx.get(f"{simulator.url}/_sim/concurrency", timeout=5).json()["peak"] == 0

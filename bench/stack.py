@@ -18,7 +18,14 @@ import redis
 
 from jobs.intake import read_batch
 from jobs.producer import BatchOptions, submit_batch
-from jobs.services import free_port, start_redis_server, start_simulator, start_worker, stop
+from jobs.services import (
+    free_port,
+    start_redis_server,
+    start_simulator,
+    start_worker,
+    stop,
+    wait_until,
+)
 from jobs.sources import Format
 from jobs.store import BatchStatus
 from jobs.store_redis import RedisReportStore
@@ -49,10 +56,22 @@ class Stack:
         found: list[dict[str, Any]] = httpx.get(f"{self.sim_url}/_sim/requests", timeout=60).json()
         return found
 
+    def peak_in_flight(self) -> int:
+        """The most requests the simulator answered at once since its last reset."""
+        found: int = httpx.get(f"{self.sim_url}/_sim/concurrency", timeout=10).json()["peak"]
+        return found
+
     @contextmanager
     def workers(
-        self, count: int, concurrency: int, pool: str = "threads", **env: str
+        self,
+        count: int,
+        concurrency: int,
+        pool: str = "threads",
+        processes: int = 1,
+        **env: str,
     ) -> Iterator[str]:
+        """`count` worker commands, each of `processes` processes with `concurrency`
+        threads."""
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         full_env = {
             "REDIS_URL": self.redis_url, "VAPI_BASE_URL": self.sim_url, "VAPI_API_KEY": API_KEY,
@@ -64,11 +83,18 @@ class Stack:
                 concurrency=concurrency,
                 log=self.workdir / f"w{n}.log",
                 extra=["--pool", pool],
+                processes=processes,
             )
             for n in range(count)
         ]
         try:
-            time.sleep(2.0)  # let them connect before the clock starts
+            # The clock starts once every process is consuming.
+            logs = [self.workdir / f"w{n}.log" for n in range(count)]
+            wait_until(
+                lambda: sum(p.read_text().count(" ready.") for p in logs) >= count * processes,
+                timeout=120,
+                what="the workers",
+            )
             yield queue
         finally:
             for process in started:

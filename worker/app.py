@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        broker_transport="worker.broker:Transport",  # kombu's Redis transport, cheaper per task
         worker_send_task_events=False,
         task_send_sent_event=False,
         enable_utc=True,

@@ -113,9 +113,13 @@ def read_csv(stream: TextIO) -> Iterator[RawRecord]:
         if first is None:
             raise InputError("the file is empty: expected a header row with an 'id' column")
         names = _header(first)
+        width = len(names)
         row = 1
         for cells in reader:
             row += 1
+            if len(cells) == width and "" not in cells and not any(map(str.isspace, cells)):
+                yield RawRecord(row, dict(zip(names, cells, strict=True)), True)
+                continue  # the usual row, every cell filled: no cell to drop
             if not any(c.strip() for c in cells):
                 continue  # a blank line still counts as a row, as in a spreadsheet
             if len(cells) > len(names) and any(c.strip() for c in cells[len(names) :]):

@@ -6,7 +6,9 @@ valid row (the JSON body as text), never a copy of the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -51,13 +53,30 @@ def parse_assignments(pairs: Iterable[str]) -> dict[str, str]:
     return values
 
 
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Rows make no reference cycles; the cycle collector's passes over the growing list of
+    items would only cost time (a tenth of it, for 100,000 rows)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def validate_records(
     records: Iterable[Defaults | RawRecord],
     *,
     provider: str | None = None,
     overrides: Mapping[str, str] | None = None,
 ) -> Intake:
-    validator = RowValidator(provider=provider, overrides=overrides)
+    with _no_cycle_collection():
+        return _validate_all(records, RowValidator(provider=provider, overrides=overrides))
+
+
+def _validate_all(records: Iterable[Defaults | RawRecord], validator: RowValidator) -> Intake:
     intake = Intake()
     for record in records:
         if isinstance(record, Defaults):

@@ -1,8 +1,9 @@
 """Submit a validated batch: the batch record first, then one task per number.
 
 Tasks go to the broker's Redis list in pipelined chunks (one LPUSH of many messages per
-round trip) instead of one `apply_async` round trip each: 100,000 numbers enqueue in
-seconds.
+round trip) instead of one `apply_async` round trip each, each message filled into one
+template and each chunk packed by `jobs.resp` and sent while the next one is built:
+100,000 numbers enqueue in well under a second.
 """
 
 from __future__ import annotations
@@ -11,13 +12,24 @@ import json
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 
 import redis
 
+from jobs import resp
+from jobs.redis_bulk import BulkWriter
 from jobs.store import BatchMode, ItemSeed, NewBatch, ReportStore, new_batch_id
 from jobs.validation import BatchItem
-from worker.messages import SELECT_TASK, UPDATE_TASK, new_id, task_message, update_args
+from worker.messages import (
+    SELECT_TASK,
+    UPDATE_TASK,
+    message_template,
+    new_id,
+    new_ids,
+    task_message,
+    update_args,
+)
 
 CHUNK = 1000
 Progress = Callable[[int], None]
@@ -36,25 +48,29 @@ def enqueue_items(
 
     Items are the batch's own, in order, unless `indexes` says which item each one is
     (resume re-enqueues a few items of a batch)."""
-    origin = f"phonebatch-producer@{socket.gethostname()}"
+    template = message_template(
+        task_name=UPDATE_TASK, queue=queue, origin=f"phonebatch-producer@{socket.gethostname()}"
+    )
     pushed = 0
     it = iter(zip(indexes if indexes is not None else range(len(items)), items, strict=True))
-    while chunk := list(islice(it, CHUNK)):
-        messages = [
-            task_message(
-                task_name=UPDATE_TASK,
-                task_id=new_id(),
-                args_json=update_args(batch_id, index, item.row, item.number_id, item.body),
-                queue=queue,
-                origin=origin,
-                argsrepr=f"(batch={batch_id}, row={item.row}, id={item.number_id})",
+    with BulkWriter(broker) as writer:
+        while chunk := list(islice(it, CHUNK)):
+            ids = new_ids(2 * len(chunk))
+            messages = [
+                template.fill(
+                    args_json=update_args(batch_id, index, item.row, item.number_id, item.body),
+                    task_id=ids[2 * n],
+                    argsrepr=f"(batch={batch_id}, row={item.row}, id={item.number_id})",
+                    tag=ids[2 * n + 1],
+                )
+                for n, (index, item) in enumerate(chunk)
+            ]
+            pushed += len(messages)
+            writer.send(
+                resp.command(["LPUSH", queue, *messages]),
+                replies=1,
+                on_confirmed=partial(on_progress, pushed) if on_progress else None,
             )
-            for index, item in chunk
-        ]
-        broker.lpush(queue, *messages)
-        pushed += len(messages)
-        if on_progress:
-            on_progress(pushed)
     return pushed
 
 

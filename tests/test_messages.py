@@ -5,9 +5,19 @@ from __future__ import annotations
 import base64
 import json
 
+import orjson
+import pytest
 import redis
 
-from worker.messages import UPDATE_TASK, task_message, update_args
+from worker.messages import (
+    UPDATE_TASK,
+    _envelope,
+    encoded_body,
+    message_template,
+    new_ids,
+    task_message,
+    update_args,
+)
 
 
 def test_update_args_splice_the_body_unchanged() -> None:
@@ -54,3 +64,32 @@ def test_argsrepr_never_carries_the_body() -> None:
         )
     )  # fmt: skip
     assert "s3cret" not in json.dumps(message["headers"])
+
+
+@pytest.mark.parametrize(
+    ("queue", "origin", "task_id", "argsrepr"),
+    [
+        ("q", "o@host", "0123abcd", "(batch=b, row=2, id=n1)"),
+        ('q"{x}', "o\\{{}}é", "t-1", 'id="quoted" {braces} \u2028 \x00'),
+        ("{task_id}", "{body}", "{tag}", "{argsrepr}"),
+    ],
+)
+def test_the_template_fills_in_what_a_dumped_envelope_holds(
+    queue: str, origin: str, task_id: str, argsrepr: str
+) -> None:
+    args_json = update_args("b", 0, 2, "n1", '{"name":"é \\"x\\""}')
+    filled = message_template(task_name=UPDATE_TASK, queue=queue, origin=origin).fill(
+        args_json=args_json, task_id=task_id, argsrepr=argsrepr, tag="t4g"
+    )
+    envelope = _envelope(
+        task_name=UPDATE_TASK, task_id=task_id, body=encoded_body(args_json), queue=queue,
+        origin=origin, argsrepr=argsrepr, tag="t4g",
+    )  # fmt: skip
+    assert filled == orjson.dumps(envelope).decode()
+    assert json.loads(base64.b64decode(json.loads(filled)["body"]))[0][4] == {"name": 'é "x"'}
+
+
+def test_ids_are_unique_and_hex() -> None:
+    ids = new_ids(1000)
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

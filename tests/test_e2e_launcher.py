@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,8 +21,8 @@ pytestmark = pytest.mark.e2e
 
 
 def _children(pid: int) -> set[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
-    return {int(p) for p in found.stdout.split()}
+    listed = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return {int(child) for child in listed.split()}
 
 
 def _items_done(port: int) -> float:

@@ -7,9 +7,12 @@ on the base port plus its number); the API serves `/metrics` itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import lru_cache
+from typing import TypeVar, cast
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from jobs.store import COUNTED, BatchStatus
@@ -37,6 +40,20 @@ LIMITER_WAIT_SECONDS = Histogram(
 OUTCOMES = Counter(
     "phonebatch_items_total", "Item outcomes this process recorded, by status.", ["status"]
 )
+
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
+@lru_cache(maxsize=1024)
+def _child(metric: MetricWrapperBase, values: tuple[str, ...]) -> MetricWrapperBase:
+    return metric.labels(*values)
+
+
+def labelled(metric: M, *values: str) -> M:
+    """`metric.labels(*values)`, looked up once: `labels` takes a lock and checks its
+    arguments on every call, a few times per item in a worker."""
+    return cast(M, _child(metric, values))
 
 
 class BatchItemsCollector(Collector):

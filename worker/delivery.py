@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 
 from jobs.diff import Change, changes, conflicts, snapshot
-from jobs.metrics import OUTCOMES
+from jobs.metrics import OUTCOMES, labelled
 from jobs.redaction import redact
 from jobs.store import (
     BatchMode,
@@ -108,7 +108,7 @@ def deliver(
     if not store.record_outcome(item.batch_id, record, keep_body=_without_secrets(item)):
         log.info("another run recorded this item first; its outcome stands")
         return None
-    OUTCOMES.labels(record.status.value).inc()
+    labelled(OUTCOMES, record.status.value).inc()
     return record
 
 

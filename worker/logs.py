@@ -6,7 +6,6 @@ includes the API key: the HTTP client's own request logs are kept at WARNING.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 _item: ContextVar[dict[str, Any] | None] = ContextVar("phonebatch_item", default=None)
 
@@ -39,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         line |= _item.get() or {}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return orjson.dumps(line, default=str).decode()
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:

@@ -18,7 +18,7 @@ from urllib.request import getproxies, proxy_bypass
 import httpx
 
 from config import Settings
-from jobs.metrics import REQUEST_SECONDS, REQUESTS
+from jobs.metrics import REQUEST_SECONDS, REQUESTS, labelled
 from worker.errors import error_for_exception, error_for_response
 
 USER_AGENT = "phonebatch/0.1"
@@ -131,11 +131,11 @@ class VapiApi:
             finally:
                 response.close()  # back to the pool, whatever happened
         except httpx.HTTPError as exc:
-            REQUESTS.labels(label, "error").inc()
+            labelled(REQUESTS, label, "error").inc()
             raise error_for_exception(exc) from exc
         finally:
-            REQUEST_SECONDS.labels(label).observe(time.perf_counter() - started)
-        REQUESTS.labels(label, str(response.status_code)).inc()
+            labelled(REQUEST_SECONDS, label).observe(time.perf_counter() - started)
+        labelled(REQUESTS, label, str(response.status_code)).inc()
         if response.is_success:
             return ApiResult(response.status_code, _json(response))
         raise error_for_response(response)

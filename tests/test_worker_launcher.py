@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from worker.launcher import Backoff, child_argv, child_env, default_processes
 
 
@@ -13,7 +15,7 @@ def test_two_processes_per_core() -> None:
 
 def test_each_process_has_its_own_node_name_and_metrics_port() -> None:
     argv = child_argv(3, concurrency=8, pool="threads", loglevel="INFO", extra=["-O", "fair"])
-    assert argv[-3:] == ["--hostname=phonebatch3@%h", "-O", "fair"]
+    assert argv[-3:] == [f"--hostname=phonebatch3-{os.getpid()}@%h", "-O", "fair"]
     assert argv[argv.index("--processes") + 1] == "1"  # a child never launches more
     assert argv[argv.index("--concurrency") + 1] == "8"
     env = child_env(3, {"REDIS_URL": "redis://r"}, metrics_port=9100)

@@ -39,7 +39,8 @@ def child_argv(
     return [
         sys.executable, "-m", "jobs.cli", "worker", "--processes", "1",
         "--concurrency", str(concurrency), "--pool", pool, "--loglevel", loglevel,
-        f"--hostname=phonebatch{index}@%h", *extra,
+        # The launcher's pid too: two launchers on one host must not share node names.
+        f"--hostname=phonebatch{index}-{os.getpid()}@%h", *extra,
     ]  # fmt: skip
 
 

@@ -580,7 +580,7 @@ def worker(
             "--processes",
             "-p",
             min=1,
-            help="Worker processes to run (default: two per CPU core).",
+            help="Worker processes to run (default: two per CPU core, at most 8).",
         ),
     ] = None,
     concurrency: Annotated[

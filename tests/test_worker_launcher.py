@@ -11,6 +11,7 @@ def test_two_processes_per_core() -> None:
     assert default_processes(2) == 4
     assert default_processes(1) == 2
     assert default_processes(0) == 2
+    assert default_processes(32) == 8  # a big host: capped unless --processes says more
 
 
 def test_each_process_has_its_own_node_name_and_metrics_port() -> None:

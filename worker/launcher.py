@@ -28,9 +28,22 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
+MAX_DEFAULT_PROCESSES = 8
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_processes(cpus: int | None = None) -> int:
-    """Two processes per core: one computes while the other's threads wait on I/O."""
-    return 2 * max(1, cpus if cpus is not None else (os.cpu_count() or 1))
+    """Two processes per core, one computing while the other's threads wait on I/O; at
+    most 8 (64 requests in flight) unless asked: a big host should not start dozens of
+    processes for a rate limit a few can serve."""
+    count = cpus if cpus is not None else usable_cpus()
+    return min(MAX_DEFAULT_PROCESSES, 2 * max(1, count))
 
 
 def child_argv(

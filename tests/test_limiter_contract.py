@@ -7,6 +7,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -154,6 +155,21 @@ def test_without_a_limit_a_worker_rechecks_the_pause_at_most_every_interval(
     assert -5.0 <= ours.reserve(1.0) < -4.5  # ...and then sees the pause
     ours.rate_limited(5.0)
     assert ours.reserve(1.0) < 0  # its own 429 at once
+
+
+def test_a_429_during_a_pause_check_is_not_forgotten(redis_client: redis.Redis) -> None:
+    backend = RedisLimiterBackend(redis_client, Pace(0), "phonebatch:limiter:test-race")
+    asks = backend._reserve
+
+    def racing(**kwargs: Any) -> Any:
+        answer = asks(**kwargs)  # Redis says: no pause...
+        backend.rate_limited(5.0)  # ...while another thread of ours gets a 429
+        return answer
+
+    backend._reserve = racing  # type: ignore[assignment]
+    assert backend.reserve(1.0) == 0.0
+    backend._reserve = asks  # type: ignore[assignment]
+    assert backend.reserve(1.0) < 0  # the stale "no pause" was not trusted
 
 
 def test_in_flight_cap_across_clients(redis_client: redis.Redis) -> None:

@@ -111,7 +111,7 @@ class RedisLimiterBackend:
         pace: Pace,
         key: str = LIMITER_KEY,
         *,
-        pause_check_interval: float = 0.1,
+        pause_check_interval: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pace = pace
@@ -122,6 +122,7 @@ class RedisLimiterBackend:
         self._check_interval = pause_check_interval
         self._clock = clock
         self._no_pause_until = float("-inf")
+        self._pauses = 0  # 429s this process has seen
 
     def _args(self) -> list[float]:
         return [self._pace.limit, self._pace.recovery_seconds]
@@ -129,8 +130,10 @@ class RedisLimiterBackend:
     def reserve(self, max_wait: float) -> float:
         if not self._pace.limited and self._clock() < self._no_pause_until:
             return 0.0
+        seen = self._pauses
         wait = float(self._reserve(keys=self._keys, args=[*self._args(), max_wait]))
-        if not self._pace.limited and wait == 0:
+        # A 429 seen by another thread of ours while we asked makes our answer stale.
+        if not self._pace.limited and wait == 0 and seen == self._pauses:
             self._no_pause_until = self._clock() + self._check_interval
         return wait
 
@@ -138,6 +141,7 @@ class RedisLimiterBackend:
         return float(self._state(keys=self._keys, args=self._args())[0])
 
     def rate_limited(self, pause: float) -> None:
+        self._pauses += 1
         self._no_pause_until = float("-inf")
         args = [*self._args(), self._pace.decrease, pause, FLOOR]
         self._rate_limited(keys=self._keys, args=args)

@@ -7,6 +7,7 @@ functions line by line; `tests/test_limiter_contract.py` holds both to the same 
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -123,6 +124,7 @@ class RedisLimiterBackend:
         self._clock = clock
         self._no_pause_until = float("-inf")
         self._pauses = 0  # 429s this process has seen
+        self._lock = threading.Lock()
 
     def _args(self) -> list[float]:
         return [self._pace.limit, self._pace.recovery_seconds]
@@ -132,19 +134,23 @@ class RedisLimiterBackend:
             return 0.0
         seen = self._pauses
         wait = float(self._reserve(keys=self._keys, args=[*self._args(), max_wait]))
-        # A 429 seen by another thread of ours while we asked makes our answer stale.
-        if not self._pace.limited and wait == 0 and seen == self._pauses:
-            self._no_pause_until = self._clock() + self._check_interval
+        if not self._pace.limited and wait == 0:
+            with self._lock:
+                # A pause another thread of ours set meanwhile makes this answer stale.
+                if seen == self._pauses:
+                    self._no_pause_until = self._clock() + self._check_interval
         return wait
 
     def paused_for(self) -> float:
         return float(self._state(keys=self._keys, args=self._args())[0])
 
     def rate_limited(self, pause: float) -> None:
-        self._pauses += 1
-        self._no_pause_until = float("-inf")
         args = [*self._args(), self._pace.decrease, pause, FLOOR]
         self._rate_limited(keys=self._keys, args=args)
+        # Only now that Redis holds the pause: an answer read before it is stale.
+        with self._lock:
+            self._pauses += 1
+            self._no_pause_until = float("-inf")
 
     def rate(self) -> float:
         return float(self._state(keys=self._keys, args=self._args())[1])

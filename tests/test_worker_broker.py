@@ -20,8 +20,14 @@ def test_one_client_per_pool_and_a_new_one_after_a_reconnect(redis_url: str) -> 
         assert channel._create_client(asynchronous=True) is not second
 
 
-def test_the_celery_app_uses_it() -> None:
-    from worker.app import app
+def test_the_celery_app_uses_it_for_plain_redis_only() -> None:
+    from config import load_settings
+    from worker.app import app, create_app
 
     with app.connection_for_write() as connection:
         assert isinstance(connection.transport, Transport)
+    tls = create_app(load_settings(redis_url="rediss://redis.example:6380/0"))
+    with tls.connection_for_write() as connection:
+        # kombu's own transport, which turns TLS on for rediss://
+        assert not isinstance(connection.transport, Transport)
+        assert connection.transport_cls == "rediss" and connection.ssl

@@ -6,6 +6,8 @@ the settings once, here at the worker's entry point.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from celery import Celery
 
 from config import Settings, load_settings
@@ -24,7 +26,6 @@ def create_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport="worker.broker:Transport",  # kombu's Redis transport, cheaper per task
         worker_send_task_events=False,
         task_send_sent_event=False,
         enable_utc=True,
@@ -39,6 +40,10 @@ def create_app(settings: Settings) -> Celery:
             "unacked_mutex_expire": max(5, min(60, settings.visibility_timeout // 4)),
         },
     )
+    if urlsplit(settings.redis_url).scheme == "redis":
+        # kombu's Redis transport, cheaper per task. Only for plain redis://: kombu turns
+        # TLS on for rediss:// (and Sentinel for sentinel://) by the transport's name.
+        app.conf.broker_transport = "worker.broker:Transport"
     app.conf.phonebatch_settings = settings
     return app
 

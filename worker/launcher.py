@@ -67,26 +67,40 @@ def child_env(index: int, base: Mapping[str, str], metrics_port: int) -> dict[st
 @dataclass
 class Backoff:
     """How long to wait before starting a process that died: doubling while it keeps
-    dying soon after starting, back to `first` once it ran `settle` seconds."""
+    dying soon after starting, back to `first` once it ran `settle` seconds. After
+    `give_up_after` quick deaths in a row something is wrong that restarts will not fix
+    (a bad option, a missing setting): `hopeless` says so."""
 
     first: float = 1.0
     cap: float = 30.0
     settle: float = 60.0
+    give_up_after: int = 5
     _next: float = field(default=0.0, init=False)
+    _quick_deaths: int = field(default=0, init=False)
 
     def after_exit(self, ran_for: float) -> float:
         if ran_for >= self.settle or self._next == 0.0:
             self._next = self.first
         else:
             self._next = min(self.cap, self._next * 2)
+        self._quick_deaths = 0 if ran_for >= self.settle else self._quick_deaths + 1
         return self._next
 
+    @property
+    def hopeless(self) -> bool:
+        return self._quick_deaths >= self.give_up_after
 
-def _die_with_parent() -> None:
-    # A launcher killed outright (SIGKILL, OOM) must not leave its workers running
-    # unsupervised: Linux sends them SIGTERM, a warm shutdown.
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+def _dies_with(parent: int) -> Callable[[], None]:
+    def arrange() -> None:
+        # A launcher killed outright (SIGKILL, OOM) must not leave its workers running
+        # unsupervised: Linux sends them SIGTERM, a warm shutdown.
+        if sys.platform == "linux":
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the line above took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
 
 
 @dataclass
@@ -107,23 +121,30 @@ class Supervisor:
         *,
         clock: Callable[[], float] = time.monotonic,
         poll: float = 0.5,
+        backoff: Callable[[], Backoff] = Backoff,
     ) -> None:
-        self._slots = [_Slot(i, argv, env) for i, (argv, env) in enumerate(slots)]
+        self._slots = [
+            _Slot(i, argv, env, backoff=backoff()) for i, (argv, env) in enumerate(slots)
+        ]
         self._clock = clock
         self._poll = poll
         self._stopping = False
 
     def run(self) -> int:
         """Run until a signal asks to stop; the exit code is 0 unless a process failed
-        to stop cleanly."""
+        to stop cleanly, or kept dying at start (then 1)."""
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             for slot in self._slots:
+                if self._stopping:
+                    break
                 self._start(slot)
-            while not self._stopping:
-                self._tend()
+            hopeless = False
+            while not self._stopping and not hopeless:
+                hopeless = self._tend()
                 time.sleep(self._poll)
-            return self._wait_all()
+            code = self._wait_all()
+            return 1 if hopeless else code
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -138,11 +159,12 @@ class Supervisor:
                 slot.process.send_signal(signal.SIGTERM)  # Celery's warm shutdown
 
     def _start(self, slot: _Slot) -> None:
-        slot.process = subprocess.Popen(slot.argv, env=slot.env, preexec_fn=_die_with_parent)
+        slot.process = subprocess.Popen(slot.argv, env=slot.env, preexec_fn=_dies_with(os.getpid()))
         slot.started = self._clock()
         slot.restart_at = None
 
-    def _tend(self) -> None:
+    def _tend(self) -> bool:
+        """Restart what died; True when a process keeps dying at start."""
         now = self._clock()
         for slot in self._slots:
             if slot.restart_at is not None:
@@ -153,18 +175,32 @@ class Supervisor:
             if code is None:
                 continue
             delay = slot.backoff.after_exit(now - slot.started)
+            if slot.backoff.hopeless:
+                log.error(
+                    "worker process %d exited with code %s %d times in a row right after "
+                    "starting; stopping (its output above says why)",
+                    slot.index, code, slot.backoff.give_up_after,
+                )  # fmt: skip
+                slot.restart_at = now  # not running: nothing to wait for
+                return True
             log.warning(
                 "worker process %d exited with code %s; starting it again in %.0f s",
                 slot.index, code, delay,
             )  # fmt: skip
             slot.restart_at = now + delay
+        return False
 
     def _wait_all(self) -> int:
+        # Every live process, started before or after the signal, gets its SIGTERM
+        # (twice is harmless: Celery's warm shutdown is already under way).
+        live = [s.process for s in self._slots if s.process is not None and s.restart_at is None]
+        for process in live:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
         worst = 0
-        for slot in self._slots:
-            if slot.process is None or slot.restart_at is not None:
-                continue
-            code = slot.process.wait()
-            # A warm shutdown ends with 0; a signal's own code means it was cut short.
-            worst = worst or (0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code)
+        for process in live:
+            code = process.wait()
+            # A warm shutdown ends with 0; Ctrl-C's own SIGINT makes Celery exit with 1.
+            clean = code in (0, 1, -signal.SIGTERM, -signal.SIGINT)
+            worst = worst or (0 if clean else code)
         return worst

@@ -6,6 +6,7 @@ includes the API key: the HTTP client's own request logs are kept at WARNING.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -40,7 +41,10 @@ class JsonFormatter(logging.Formatter):
         line |= _item.get() or {}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        try:
+            return orjson.dumps(line, default=str).decode()
+        except TypeError:  # what orjson refuses (a lone surrogate, a huge int) json takes
+            return json.dumps(line, default=str)
 
 
 def configure(level: str = "INFO", fmt: str = "json") -> None:

@@ -98,14 +98,15 @@ def deliver(
         return None
     existing, rules = ticket.item, ticket.rules
     retaken = ticket.claim is Claim.RETAKEN
+    sent = redact(item.body)  # what reports and logs may show of the body, once per item
     try:
-        outcome = _attempt(item, api, store, sender, rules, auth_failure_limit, retaken)
+        outcome = _attempt(item, api, store, sender, rules, sent, auth_failure_limit, retaken)
     except Deferred as deferred:
         store.release(item.batch_id, item.index)
         hand_back(item, deferred)
         return None
     record = existing.with_outcome(outcome, finished_at=time.time())
-    if not store.record_outcome(item.batch_id, record, keep_body=_without_secrets(item)):
+    if not store.record_outcome(item.batch_id, record, keep_body=_without_secrets(item, sent)):
         log.info("another run recorded this item first; its outcome stands")
         return None
     labelled(OUTCOMES, record.status.value).inc()
@@ -118,10 +119,10 @@ def _attempt(
     store: ReportStore,
     sender: Sender,
     rules: SendRules,
+    sent: dict[str, Any],
     auth_failure_limit: int,
     retaken: bool = False,
 ) -> Outcome:
-    sent = redact(item.body)
     if rules.halted_reason:
         return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=rules.halted_reason)
     try:
@@ -218,9 +219,8 @@ def _skip_reason(
     return None
 
 
-def _without_secrets(item: WorkItem) -> str | None:
+def _without_secrets(item: WorkItem, redacted: dict[str, Any]) -> str | None:
     """The body to keep once the item is sent: redacted, if it held a secret."""
-    redacted = redact(item.body)
     return json.dumps(redacted, separators=(",", ":")) if redacted != item.body else None
 
 

@@ -81,7 +81,7 @@ class Stack:
             start_worker(
                 env=full_env,
                 concurrency=concurrency,
-                log=self.workdir / f"w{n}.log",
+                log=self.workdir / f"{queue}-w{n}.log",
                 extra=["--pool", pool],
                 processes=processes,
             )
@@ -89,7 +89,8 @@ class Stack:
         ]
         try:
             # The clock starts once every process is consuming.
-            logs = [self.workdir / f"w{n}.log" for n in range(count)]
+            # Logs of this call only: an earlier call's " ready." lines must not count.
+            logs = [self.workdir / f"{queue}-w{n}.log" for n in range(count)]
             wait_until(
                 lambda: sum(p.read_text().count(" ready.") for p in logs) >= count * processes,
                 timeout=120,

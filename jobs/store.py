@@ -239,6 +239,21 @@ class Ticket:
     rules: SendRules | None = None
 
 
+@dataclass(slots=True)
+class Receipt:
+    """The broker's own note that a message is being handled (kombu's Redis transport:
+    an entry in its `unacked` hash and `unacked_index` sorted set, under `tag`).
+
+    A store on the broker's Redis removes it in the step that records the item, so a
+    recorded item's message is never delivered again, and sets `settled`: the broker's
+    ack then has nothing left to do in Redis. A store without the broker ignores it."""
+
+    index_key: str
+    entries_key: str
+    tag: str
+    settled: bool = False
+
+
 class ReportStore(Protocol):
     def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
         """Write the batch record and one pending record per item."""
@@ -248,11 +263,15 @@ class ReportStore(Protocol):
         """The batch's state and counters, in constant time."""
         ...
 
-    def record_outcome(self, batch_id: str, item: ItemRecord, keep_body: str | None = None) -> bool:
+    def record_outcome(
+        self, batch_id: str, item: ItemRecord, keep_body: str | None = None,
+        receipt: Receipt | None = None,
+    ) -> bool:  # fmt: skip
         """Store a final outcome; False if the item already had one (nothing changes).
 
         `keep_body` replaces the kept request body: the sender passes it redacted, so
-        secrets stay in Redis only while an item waits to be sent."""
+        secrets stay in Redis only while an item waits to be sent. `receipt`, the
+        message's entry in the broker, goes in the same step whatever the answer."""
         ...
 
     def item(self, batch_id: str, index: int) -> ItemRecord | None: ...

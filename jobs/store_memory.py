@@ -18,6 +18,7 @@ from jobs.store import (
     ItemSeed,
     ItemStatus,
     NewBatch,
+    Receipt,
     SendRules,
     Ticket,
     WebhookState,
@@ -98,7 +99,11 @@ class MemoryReportStore:
             entry = self._batches.get(batch_id)
             return entry.status if entry else None
 
-    def record_outcome(self, batch_id: str, item: ItemRecord, keep_body: str | None = None) -> bool:
+    def record_outcome(
+        self, batch_id: str, item: ItemRecord, keep_body: str | None = None,
+        receipt: Receipt | None = None,
+    ) -> bool:  # fmt: skip
+        # No broker here: a receipt stays unsettled and the broker acks as usual.
         with self._lock:
             entry = self._batches.get(batch_id)
             current = entry.items.get(item.index) if entry else None

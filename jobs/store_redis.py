@@ -40,6 +40,7 @@ from jobs.store import (
     ItemSeed,
     ItemStatus,
     NewBatch,
+    Receipt,
     SendRules,
     StoreUnavailable,
     Ticket,
@@ -238,14 +239,21 @@ class RedisReportStore:
         raw = self._redis.hgetall(batch_key(batch_id))
         return decode_status(batch_id, raw) if raw else None
 
-    def record_outcome(self, batch_id: str, item: ItemRecord, keep_body: str | None = None) -> bool:
-        result = self._record(
-            keys=[*_keys(batch_id), WEBHOOKS_DUE_KEY],
-            args=[
-                item.index, item.status.value, item.encode(), self._retention, keep_body or "",
-                batch_id,
-            ],
-        )  # fmt: skip
+    def record_outcome(
+        self, batch_id: str, item: ItemRecord, keep_body: str | None = None,
+        receipt: Receipt | None = None,
+    ) -> bool:  # fmt: skip
+        keys = [*_keys(batch_id), WEBHOOKS_DUE_KEY]
+        args: list[Any] = [
+            item.index, item.status.value, item.encode(), self._retention, keep_body or "",
+            batch_id,
+        ]  # fmt: skip
+        if receipt is not None:
+            keys += [receipt.index_key, receipt.entries_key]
+            args.append(receipt.tag)
+        result = self._record(keys=keys, args=args)
+        if receipt is not None:
+            receipt.settled = True
         return bool(result == 1)
 
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:

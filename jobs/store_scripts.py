@@ -25,14 +25,20 @@ local function lease_of(claim)
 end
 """
 
-# KEYS: B, I, C, D, due webhooks set. ARGV: 1 item index, 2 new status, 3 item record
-# (JSON), 4 retention (s), 5 the body to keep from now on ('' to keep it as it is: a sent
-# item's secrets go), 6 batch id.
+# KEYS: B, I, C, D, due webhooks set, and with a broker receipt kombu's unacked index
+# (sorted set) and unacked hash. ARGV: 1 item index, 2 new status, 3 item record (JSON),
+# 4 retention (s), 5 the body to keep from now on ('' to keep it as it is: a sent item's
+# secrets go), 6 batch id, 7 the receipt's delivery tag (optional).
 # Returns 1 when the item moved out of `pending`, 0 when it already had an outcome,
-# -1 when there is no such item.
+# -1 when there is no such item. The receipt goes in every case: the task is done with
+# its message (kombu's ack does the same ZREM and HDEL).
 RECORD_OUTCOME = (
     _NOW
     + """
+if ARGV[7] then
+  redis.call('ZREM', KEYS[6], ARGV[7])
+  redis.call('HDEL', KEYS[7], ARGV[7])
+end
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if not current then return -1 end
 if cjson.decode(current)['status'] ~= 'pending' then return 0 end

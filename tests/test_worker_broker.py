@@ -1,10 +1,18 @@
-"""The workers' Redis transport: kombu's, reusing one client per pool."""
+"""The workers' Redis transport: kombu's, reusing one client per pool and letting the
+report store settle a recorded item's message."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+import redis
 from kombu import Connection
 
-from worker.broker import Channel, Transport
+from jobs.store import ItemSeed, ItemStatus, NewBatch, Outcome, Receipt
+from jobs.store_memory import MemoryReportStore
+from jobs.store_redis import RedisReportStore
+from worker.broker import Channel, QoS, Transport, receipt_for
 
 
 def test_one_client_per_pool_and_a_new_one_after_a_reconnect(redis_url: str) -> None:
@@ -31,3 +39,92 @@ def test_the_celery_app_uses_it_for_plain_redis_only() -> None:
         # kombu's own transport, which turns TLS on for rediss://
         assert not isinstance(connection.transport, Transport)
         assert connection.transport_cls == "rediss" and connection.ssl
+
+
+def _batch(client: redis.Redis) -> RedisReportStore:
+    store = RedisReportStore(client, retention_seconds=3600)
+    seeds = [ItemSeed(i, row=i + 2, number_id=f"n{i}") for i in range(2)]
+    store.create_batch(NewBatch("b1", name="t", source="cli", total=2), seeds)
+    return store
+
+
+def _done(store: RedisReportStore, index: int, receipt: Receipt | None) -> bool:
+    current = store.item("b1", index)
+    assert current is not None
+    record = current.with_outcome(Outcome(ItemStatus.SUCCEEDED, 200, attempts=1), 1.0)
+    return store.record_outcome("b1", record, receipt=receipt)
+
+
+def _no_round_trip(*_: Any, **__: Any) -> Any:
+    raise AssertionError("kombu's ack went to Redis for a settled message")
+
+
+def test_recording_an_item_settles_its_message_and_the_ack_stays_local(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _batch(redis_client)
+    with Connection(redis_url, transport=Transport) as connection:
+        queue = connection.SimpleQueue("broker-test")
+        queue.put({"n": 1}, headers={"id": "task-1"})
+        message = queue.get(timeout=5)
+        receipt = receipt_for("task-1")
+        assert receipt is not None and receipt.tag == message.delivery_tag
+        assert redis_client.hexists(receipt.entries_key, receipt.tag)
+        assert redis_client.zscore(receipt.index_key, receipt.tag) is not None
+
+        assert _done(store, 0, receipt) is True
+        assert receipt.settled
+        assert not redis_client.hexists(receipt.entries_key, receipt.tag)
+        assert redis_client.zscore(receipt.index_key, receipt.tag) is None
+
+        monkeypatch.setattr(QoS, "_remove_from_indices", _no_round_trip)
+        message.ack()
+        assert receipt_for("task-1") is None
+        assert message.acknowledged
+        queue.close()
+
+
+def test_a_message_whose_task_recorded_nothing_is_acked_by_kombu(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    with Connection(redis_url, transport=Transport) as connection:
+        queue = connection.SimpleQueue("broker-test")
+        queue.put({"n": 1}, headers={"id": "task-2"})
+        message = queue.get(timeout=5)
+        receipt = receipt_for("task-2")
+        assert receipt is not None and not receipt.settled
+        message.ack()
+        assert redis_client.hlen(receipt.entries_key) == 0
+        assert redis_client.zcard(receipt.index_key) == 0
+        assert receipt_for("task-2") is None
+        queue.close()
+
+
+def test_an_item_recorded_already_still_settles_and_a_settled_message_is_not_requeued(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    store = _batch(redis_client)
+    assert _done(store, 1, None) is True
+    with Connection(redis_url, transport=Transport) as connection:
+        queue = connection.SimpleQueue("broker-test")
+        queue.put({"n": 1}, headers={"id": "task-3"})
+        message = queue.get(timeout=5)
+        receipt = receipt_for("task-3")
+        assert receipt is not None
+        assert _done(store, 1, receipt) is False  # a second run: its outcome stands
+        assert receipt.settled and redis_client.hlen(receipt.entries_key) == 0
+        message.requeue()  # what a Reject(requeue=True) does
+        assert redis_client.llen("broker-test") == 0
+        queue.close()
+
+
+def test_a_store_without_the_broker_leaves_the_receipt_to_kombu() -> None:
+    store = MemoryReportStore()
+    seeds = [ItemSeed(0, row=2, number_id="n0")]
+    store.create_batch(NewBatch("b1", name="t", source="cli", total=1), seeds)
+    current = store.item("b1", 0)
+    assert current is not None
+    receipt = Receipt("unacked_index", "unacked", "tag-1")
+    record = current.with_outcome(Outcome(ItemStatus.SUCCEEDED, 200, attempts=1), 1.0)
+    assert store.record_outcome("b1", record, receipt=receipt) is True
+    assert not receipt.settled

@@ -24,6 +24,7 @@ from jobs.store import (
     ItemRecord,
     ItemStatus,
     Outcome,
+    Receipt,
     ReportStore,
     SendRules,
 )
@@ -78,12 +79,14 @@ def deliver(
     auth_failure_limit: int = 3,
     lease: float = 120.0,
     owner: str = "",
+    receipt: Receipt | None = None,
 ) -> ItemRecord | None:
     """Send one item and record its outcome; None if it has none yet or had one already.
 
     The item is claimed first (atomically, in the store): a cancelled batch's item is
     marked cancelled instead of sent, and a second delivery of the same task finds it
-    taken or done and sends nothing."""
+    taken or done and sends nothing. `receipt` (the message's entry in the broker) is
+    settled with the outcome, in the same step."""
     ticket = store.claim(item.batch_id, item.index, lease, owner)
     if ticket.claim is Claim.BUSY:
         # Another run holds it (a duplicate delivery): come back once its lease is over,
@@ -106,7 +109,8 @@ def deliver(
         hand_back(item, deferred)
         return None
     record = existing.with_outcome(outcome, finished_at=time.time())
-    if not store.record_outcome(item.batch_id, record, keep_body=_without_secrets(item, sent)):
+    kept = _without_secrets(item, sent)
+    if not store.record_outcome(item.batch_id, record, keep_body=kept, receipt=receipt):
         log.info("another run recorded this item first; its outcome stands")
         return None
     labelled(OUTCOMES, record.status.value).inc()

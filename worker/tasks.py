@@ -23,6 +23,7 @@ from jobs.store import ItemRecord
 from jobs.store_redis import RedisReportStore
 from worker.app import app
 from worker.beat import FIRE_TASK
+from worker.broker import receipt_for
 from worker.deferral import Deferrals, deferral_pump
 from worker.delivery import WorkItem, deliver
 from worker.errors import DeliveryError
@@ -118,6 +119,7 @@ def _deliver(runtime: Runtime, item: WorkItem, owner: str) -> ItemRecord | None:
         auth_failure_limit=runtime.settings.auth_failure_limit,
         lease=runtime.settings.claim_lease,
         owner=owner,
+        receipt=receipt_for(owner),
     )
     if record is not None:
         log.info(

@@ -84,6 +84,26 @@ def test_recording_an_item_settles_its_message_and_the_ack_stays_local(
         queue.close()
 
 
+def test_an_unsettled_message_put_back_comes_back_whole(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    # Our script writes the unacked entry; kombu's restore must read it as its own.
+    with Connection(redis_url, transport=Transport) as connection:
+        queue = connection.SimpleQueue("broker-test")
+        queue.put({"n": 7}, headers={"id": "task-4"})
+        message = queue.get(timeout=5)
+        receipt = receipt_for("task-4")
+        assert receipt is not None
+        assert redis_client.zscore(receipt.index_key, receipt.tag) is not None
+        message.requeue()
+        again = queue.get(timeout=5)
+        assert again.payload == {"n": 7} and again.headers["id"] == "task-4"
+        again.ack()
+        assert redis_client.hlen(receipt.entries_key) == 0
+        assert redis_client.zcard(receipt.index_key) == 0
+        queue.close()
+
+
 def test_a_message_whose_task_recorded_nothing_is_acked_by_kombu(
     redis_url: str, redis_client: redis.Redis
 ) -> None:

@@ -13,21 +13,36 @@
    and one less in the consumer's thread, which every message of the process goes
    through. Any message whose task did not record (a hand-back, a cancelled item,
    another task) is acked by kombu as before.
+3. A delivered message is noted as unacked by one script (ZADD and HSET, as kombu's
+   MULTI/EXEC pipeline does), about half the client CPU, in the consumer's thread too.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
+from kombu.utils.json import dumps
+from redis.commands.core import Script
 
 from jobs.store import Receipt
 
 # Task id -> the receipt of the message that task is running from. Filled in kombu's
 # consumer thread before the task starts, read in the pool's thread that runs it.
 _by_task: dict[str, Receipt] = {}
+
+# KEYS: unacked index, unacked hash. ARGV: delivery time, delivery tag, entry.
+# Given as bytes, a script needs no client for its sha; each call names its client.
+_NOTE_UNACKED = Script(
+    None,  # type: ignore[arg-type]
+    b"""
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+""",
+)
 
 
 def receipt_for(task_id: str) -> Receipt | None:
@@ -41,10 +56,21 @@ class QoS(kombu_redis.QoS):
         self._receipts: dict[str, tuple[str, Receipt]] = {}
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        super().append(message, delivery_tag)
+        prefix = getattr(self.channel, "global_keyprefix", "") or ""
+        if prefix:
+            super().append(message, delivery_tag)  # kombu's client adds the prefix
+        else:
+            delivery = message.delivery_info
+            entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
+            with self.channel.conn_or_acquire() as client:  # type: ignore[attr-defined]
+                _NOTE_UNACKED(
+                    keys=[self.unacked_index_key, self.unacked_key],
+                    args=[time.time(), delivery_tag, entry],
+                    client=client,
+                )
+            virtual.QoS.append(self, message, delivery_tag)
         task_id = (message.headers or {}).get("id")
         if isinstance(task_id, str):
-            prefix = getattr(self.channel, "global_keyprefix", "") or ""
             receipt = Receipt(
                 prefix + self.unacked_index_key, prefix + self.unacked_key, delivery_tag
             )

@@ -1,4 +1,4 @@
-"""The Redis transport the workers use: kombu's, with two changes.
+"""The Redis transport the workers use: kombu's, with three changes.
 
 1. kombu builds a new `redis.Redis` for each message it delivers (to record it as
    unacknowledged) and for each ack. Building one copies redis-py's table of response
@@ -13,20 +13,32 @@
    and one less in the consumer's thread, which every message of the process goes
    through. Any message whose task did not record (a hand-back, a cancelled item,
    another task) is acked by kombu as before.
-3. A delivered message is noted as unacked by one script (ZADD and HSET, as kombu's
-   MULTI/EXEC pipeline does), about half the client CPU, in the consumer's thread too.
+3. A message is taken from the queue and noted as unacknowledged in one script
+   (`POP_AND_NOTE`), where kombu sends a BRPOP, then a MULTI/EXEC of ZADD and HSET. A
+   worker killed between kombu's two steps lost the message it had just popped (the
+   item stayed pending until someone ran `phonebatch resume`); here no moment exists
+   where a message is in neither place. Also one Redis round trip less per task. The
+   script cannot block, so on an empty queue the channel waits with `BLMOVE q q LEFT
+   LEFT`, which wakes when a message arrives and leaves the queue as it was (a message
+   sent with a priority, on another key, waits at most `brpop_timeout`, 1 s). Every
+   idle process wakes for the first message, where BRPOP would wake one: a handful of
+   cheap commands, and only when a queue stops being empty.
+   Used for a channel consuming one queue with acks (Celery's task consumer), without a
+   key prefix, on Redis 6.2 or later (BLMOVE); anything else goes kombu's way.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from queue import Empty
+from time import monotonic
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
-from kombu.utils.json import dumps
-from redis.commands.core import Script
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 
 from jobs.store import Receipt
 
@@ -34,15 +46,33 @@ from jobs.store import Receipt
 # consumer thread before the task starts, read in the pool's thread that runs it.
 _by_task: dict[str, Receipt] = {}
 
-# KEYS: unacked index, unacked hash. ARGV: delivery time, delivery tag, entry.
-# Given as bytes, a script needs no client for its sha; each call names its client.
-_NOTE_UNACKED = Script(
-    None,  # type: ignore[arg-type]
-    b"""
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-""",
-)
+# KEYS: 1 unacked index, 2 unacked hash, 3... the queue's keys in BRPOP's order.
+# ARGV: 1 the time now. Returns {key, message} or false when every key is empty; a
+# message cjson cannot read stays where it is and the answer is {key, false}, for
+# kombu's own BRPOP to take.
+POP_AND_NOTE = """
+for i = 3, #KEYS do
+  local message = redis.call('LINDEX', KEYS[i], -1)
+  if message then
+    local ok, decoded = pcall(cjson.decode, message)
+    if not ok or type(decoded) ~= 'table' or type(decoded['properties']) ~= 'table' then
+      return {KEYS[i], false}
+    end
+    local properties = decoded['properties']
+    local info = properties['delivery_info']
+    if type(info) ~= 'table' or type(properties['delivery_tag']) ~= 'string' then
+      return {KEYS[i], false}
+    end
+    local tag = properties['delivery_tag']
+    redis.call('RPOP', KEYS[i])
+    redis.call('ZADD', KEYS[1], ARGV[1], tag)
+    redis.call('HSET', KEYS[2], tag, '[' .. message .. ',' .. cjson.encode(info['exchange'])
+      .. ',' .. cjson.encode(info['routing_key']) .. ']')
+    return {KEYS[i], message}
+  end
+end
+return false
+"""
 
 
 def receipt_for(task_id: str) -> Receipt | None:
@@ -56,19 +86,11 @@ class QoS(kombu_redis.QoS):
         self._receipts: dict[str, tuple[str, Receipt]] = {}
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        prefix = getattr(self.channel, "global_keyprefix", "") or ""
-        if prefix:
-            super().append(message, delivery_tag)  # kombu's client adds the prefix
+        if getattr(self.channel, "_noted", False):
+            virtual.QoS.append(self, message, delivery_tag)  # POP_AND_NOTE wrote it
         else:
-            delivery = message.delivery_info
-            entry = dumps([message._raw, delivery["exchange"], delivery["routing_key"]])
-            with self.channel.conn_or_acquire() as client:  # type: ignore[attr-defined]
-                _NOTE_UNACKED(
-                    keys=[self.unacked_index_key, self.unacked_key],
-                    args=[time.time(), delivery_tag, entry],
-                    client=client,
-                )
-            virtual.QoS.append(self, message, delivery_tag)
+            super().append(message, delivery_tag)
+        prefix = getattr(self.channel, "global_keyprefix", "") or ""
         task_id = (message.headers or {}).get("id")
         if isinstance(task_id, str):
             receipt = Receipt(
@@ -89,6 +111,14 @@ class QoS(kombu_redis.QoS):
         self._forget(delivery_tag)
         super().reject(delivery_tag, requeue=requeue)
 
+    def restore_unacked(self, *args: Any, **kwargs: Any) -> Any:
+        # The channel is closing: what it held goes back to the queue, receipts and all.
+        for task_id, receipt in self._receipts.values():
+            if _by_task.get(task_id) is receipt:
+                del _by_task[task_id]
+        self._receipts.clear()
+        return super().restore_unacked(*args, **kwargs)
+
     def _forget(self, delivery_tag: str) -> Receipt | None:
         found = self._receipts.pop(delivery_tag, None)
         if found is None:
@@ -99,20 +129,111 @@ class QoS(kombu_redis.QoS):
         return receipt
 
 
-class Channel(kombu_redis.Channel):
+# kombu's type stubs leave out the transport's internals this class works with.
+_KombuChannel: Any = kombu_redis.Channel
+
+
+class Channel(_KombuChannel):  # type: ignore[misc]
     QoS = QoS
     _sync_client: tuple[Any, Any] | None = None
     _sync_lock = threading.Lock()
+    _noted = False  # the message being delivered was noted by POP_AND_NOTE
+    _empty = False  # the last pop found nothing: wait before popping again
+    _sent: str | None = None  # what the poll connection was last sent: POP or WAIT
+    _no_ack_queues: frozenset[str] = frozenset()  # consumed without acks: kombu's way
+    _has_blmove: bool | None = None
+
+    def basic_consume(self, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
+        # A consumer without acks never removes an unacked entry: the script must not
+        # write one for it (Celery's pidbox replies, `celery inspect`).
+        if no_ack:
+            self._no_ack_queues = self._no_ack_queues | {queue}
+        else:
+            self._no_ack_queues = self._no_ack_queues - {queue}
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _pops_atomically(self, queues: list[str]) -> bool:
+        if len(queues) != 1 or self.global_keyprefix or queues[0] in self._no_ack_queues:
+            return False
+        if self._has_blmove is None:
+            version = str(self._create_client().info("server").get("redis_version", "0"))
+            self._has_blmove = tuple(int(p) for p in version.split(".")[:2]) >= (6, 2)
+        return self._has_blmove
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not self._pops_atomically(queues):
+            self._sent = None
+            super()._brpop_start(timeout)
+            return
+        keys = [self._q_for_pri(queues[0], pri) for pri in self.priority_steps]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        if self._empty:
+            # Blocks until a message is there; taking the queue's newest message and
+            # putting it back where it was leaves the queue as it is, for the pop.
+            wait = self.brpop_timeout if timeout is None else timeout
+            self._sent = "WAIT"
+            self.client.connection.send_command(
+                "BLMOVE", keys[0], keys[0], "LEFT", "LEFT", wait or 0
+            )
+        else:
+            self._sent = "POP"
+            self.client.connection.send_command(
+                "EVAL", POP_AND_NOTE, len(keys) + 2, self.unacked_index_key, self.unacked_key,
+                *keys, time.time(),
+            )  # fmt: skip
+
+    def _brpop_read(self, **options: Any) -> bool:
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return bool(super()._brpop_read(**options))
+        kombu_takes_over = False
+        try:
+            try:
+                answer = self.client.parse_response(self.client.connection, sent, **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # reconnect on the next round
+                raise
+            if sent == "WAIT":
+                # A message came, or the wait timed out: pop next either way, so one on
+                # a priority key (not waited on) is taken within `brpop_timeout`.
+                self._empty = False
+                raise Empty()
+            if not answer:
+                self._empty = True
+                raise Empty()
+            key, item = answer
+            if not item:
+                # cjson could not read it: kombu's BRPOP takes it, as it always did. Not
+                # while closing: close() reads one reply, and a BRPOP sent now would pop
+                # the message after the connection is gone.
+                if not self._closing:
+                    kombu_takes_over = True
+                    super()._brpop_start()
+                raise Empty()
+            queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(queue)
+            self._noted = True
+            try:
+                self.connection._deliver(loads(bytes_to_str(item)), queue)
+            finally:
+                self._noted = False
+            return True
+        finally:
+            if not kombu_takes_over:
+                self._in_poll = None
+                self._flush_brpop_reauth()
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
-            return super()._create_client(asynchronous=True)  # type: ignore[misc]
+            return super()._create_client(asynchronous=True)
         pool = self.pool
         cached = self._sync_client
         if cached is not None and cached[0] is pool:
             return cached[1]
         with self._sync_lock:
-            client = super()._create_client()  # type: ignore[misc]
+            client = super()._create_client()
             self._sync_client = (pool, client)
             return client
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from queue import Empty
 from typing import Any
 
@@ -59,87 +60,84 @@ def _done(store: RedisReportStore, index: int, receipt: Receipt | None) -> bool:
     return store.record_outcome("b1", record, receipt=receipt)
 
 
+@pytest.fixture
+def queue(redis_url: str, redis_client: redis.Redis) -> Iterator[Any]:
+    """A kombu queue on our transport: what a Celery worker's consumer does, bare.
+    After `redis_client`, whose flush would drop the queue's binding."""
+    with Connection(redis_url, transport=Transport) as connection:
+        simple = connection.SimpleQueue("broker-test")
+        try:
+            yield simple
+        finally:
+            simple.close()
+
+
+def _delivered(queue: Any, task_id: str, payload: dict[str, int]) -> tuple[Any, Receipt]:
+    queue.put(payload, headers={"id": task_id})
+    message = queue.get(timeout=5)
+    receipt = receipt_for(task_id)
+    assert receipt is not None and receipt.tag == message.delivery_tag
+    return message, receipt
+
+
 def _no_round_trip(*_: Any, **__: Any) -> Any:
     raise AssertionError("kombu's ack went to Redis for a settled message")
 
 
 def test_recording_an_item_settles_its_message_and_the_ack_stays_local(
-    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    queue: Any, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = _batch(redis_client)
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        queue.put({"n": 1}, headers={"id": "task-1"})
-        message = queue.get(timeout=5)
-        receipt = receipt_for("task-1")
-        assert receipt is not None and receipt.tag == message.delivery_tag
-        assert redis_client.hexists(receipt.entries_key, receipt.tag)
-        assert redis_client.zscore(receipt.index_key, receipt.tag) is not None
+    message, receipt = _delivered(queue, "task-1", {"n": 1})
+    assert redis_client.hexists(receipt.entries_key, receipt.tag)
+    assert redis_client.zscore(receipt.index_key, receipt.tag) is not None
 
-        assert _done(store, 0, receipt) is True
-        assert receipt.settled
-        assert not redis_client.hexists(receipt.entries_key, receipt.tag)
-        assert redis_client.zscore(receipt.index_key, receipt.tag) is None
+    assert _done(store, 0, receipt) is True
+    assert receipt.settled
+    assert not redis_client.hexists(receipt.entries_key, receipt.tag)
+    assert redis_client.zscore(receipt.index_key, receipt.tag) is None
 
-        monkeypatch.setattr(QoS, "_remove_from_indices", _no_round_trip)
-        message.ack()
-        assert receipt_for("task-1") is None
-        assert message.acknowledged
-        queue.close()
+    monkeypatch.setattr(QoS, "_remove_from_indices", _no_round_trip)
+    message.ack()
+    assert receipt_for("task-1") is None
+    assert message.acknowledged
 
 
 def test_an_unsettled_message_put_back_comes_back_whole(
-    redis_url: str, redis_client: redis.Redis
+    queue: Any, redis_client: redis.Redis
 ) -> None:
     # Our script writes the unacked entry; kombu's restore must read it as its own.
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        queue.put({"n": 7}, headers={"id": "task-4"})
-        message = queue.get(timeout=5)
-        receipt = receipt_for("task-4")
-        assert receipt is not None
-        assert redis_client.zscore(receipt.index_key, receipt.tag) is not None
-        message.requeue()
-        again = queue.get(timeout=5)
-        assert again.payload == {"n": 7} and again.headers["id"] == "task-4"
-        again.ack()
-        assert redis_client.hlen(receipt.entries_key) == 0
-        assert redis_client.zcard(receipt.index_key) == 0
-        queue.close()
+    message, receipt = _delivered(queue, "task-4", {"n": 7})
+    assert redis_client.zscore(receipt.index_key, receipt.tag) is not None
+    message.requeue()
+    again = queue.get(timeout=5)
+    assert again.payload == {"n": 7} and again.headers["id"] == "task-4"
+    again.ack()
+    assert redis_client.hlen(receipt.entries_key) == 0
+    assert redis_client.zcard(receipt.index_key) == 0
 
 
 def test_a_message_whose_task_recorded_nothing_is_acked_by_kombu(
-    redis_url: str, redis_client: redis.Redis
+    queue: Any, redis_client: redis.Redis
 ) -> None:
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        queue.put({"n": 1}, headers={"id": "task-2"})
-        message = queue.get(timeout=5)
-        receipt = receipt_for("task-2")
-        assert receipt is not None and not receipt.settled
-        message.ack()
-        assert redis_client.hlen(receipt.entries_key) == 0
-        assert redis_client.zcard(receipt.index_key) == 0
-        assert receipt_for("task-2") is None
-        queue.close()
+    message, receipt = _delivered(queue, "task-2", {"n": 1})
+    assert not receipt.settled
+    message.ack()
+    assert redis_client.hlen(receipt.entries_key) == 0
+    assert redis_client.zcard(receipt.index_key) == 0
+    assert receipt_for("task-2") is None
 
 
 def test_an_item_recorded_already_still_settles_and_a_settled_message_is_not_requeued(
-    redis_url: str, redis_client: redis.Redis
+    queue: Any, redis_client: redis.Redis
 ) -> None:
     store = _batch(redis_client)
     assert _done(store, 1, None) is True
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        queue.put({"n": 1}, headers={"id": "task-3"})
-        message = queue.get(timeout=5)
-        receipt = receipt_for("task-3")
-        assert receipt is not None
-        assert _done(store, 1, receipt) is False  # a second run: its outcome stands
-        assert receipt.settled and redis_client.hlen(receipt.entries_key) == 0
-        message.requeue()  # what a Reject(requeue=True) does
-        assert redis_client.llen("broker-test") == 0
-        queue.close()
+    message, receipt = _delivered(queue, "task-3", {"n": 1})
+    assert _done(store, 1, receipt) is False  # a second run: its outcome stands
+    assert receipt.settled and redis_client.hlen(receipt.entries_key) == 0
+    message.requeue()  # what a Reject(requeue=True) does
+    assert redis_client.llen("broker-test") == 0
 
 
 def test_a_store_without_the_broker_leaves_the_receipt_to_kombu() -> None:

@@ -74,7 +74,7 @@ PROCESSES, THREADS = default_processes(), 8  # what `phonebatch worker` starts b
 def _compare(
     stack: Stack, count: int, seed: int, baseline: Callable[[list[dict[str, Any]]], None],
     name: str, goal: float, **faults: Any,
-) -> None:  # fmt: skip
+) -> float:  # fmt: skip
     """Baseline and ours in turns, `ROUNDS` times each; the medians are compared, so one
     unlucky run on a busy machine decides nothing."""
     theirs: list[float] = []
@@ -93,13 +93,18 @@ def _compare(
     print(f"  median {name:<28}: {base:7.1f}/s")
     print(f"  median phonebatch worker ({PROCESSES} x {THREADS}) : {mine:7.1f}/s")
     print(f"  ratio                              : {mine / base:.3f} (goal >= {goal})")
+    return mine
 
 
 def throughput(stack: Stack) -> None:
-    _compare(
+    mine = _compare(
         stack, 2000, 3, lambda numbers: asyncio.run(_raw_async(stack, numbers, 32)),
         "raw asyncio loop (32)", 0.95, latency_ms=50,
     )  # fmt: skip
+    # The asyncio loop's own CPU cost swings with the machine (httpcore's pool scans
+    # every connection for every request: encode/httpx#3215); the ceiling does not.
+    ideal = 32 / 0.050
+    print(f"  of the ceiling (32 in flight / 50 ms = {ideal:.0f}/s): {mine / ideal:.3f}")
 
 
 def overhead(stack: Stack) -> None:

@@ -171,3 +171,11 @@ def test_waits_never_outlast_the_task_budget() -> None:
         sender.run(lambda: pytest.fail("over budget"), Attempts())
     assert caught.value.delay == pytest.approx(3.0)
     assert clock.slept == []
+
+
+def test_an_update_answer_is_not_parsed_a_read_answer_is() -> None:
+    number = {"id": "n", "provider": "vapi", "assistantId": "a1"}
+    answers = iter([httpx.Response(200, json=number), httpx.Response(200, json=number)])
+    api = _api(answers)
+    assert api.update_phone_number("n", "{}").payload is None
+    assert api.get_phone_number("n").payload == number

@@ -272,3 +272,22 @@ def test_waiting_keeps_the_queue_order_and_a_priority_message_still_comes(
         assert message.payload == {"n": 9}
         message.ack()
         queue.close()
+
+
+def test_on_a_redis_without_blmove_kombus_own_commands_take_the_message(
+    queue: Any, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    kombus_append = kombu_redis.QoS.append
+
+    def counted(self: Any, message: Any, delivery_tag: str) -> None:
+        calls.append(delivery_tag)
+        kombus_append(self, message, delivery_tag)
+
+    monkeypatch.setattr(kombu_redis.QoS, "append", counted)
+    queue.channel._has_blmove = False  # what a server older than 6.2 answers
+    message, receipt = _delivered(queue, "task-10", {"n": 10})
+    assert calls == [message.delivery_tag]  # kombu's BRPOP, then its pipeline
+    assert redis_client.hexists(receipt.entries_key, receipt.tag)
+    message.ack()
+    assert redis_client.hlen(receipt.entries_key) == 0

@@ -35,6 +35,7 @@ from queue import Empty
 from time import monotonic
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
@@ -156,8 +157,12 @@ class Channel(_KombuChannel):  # type: ignore[misc]
         if len(queues) != 1 or self.global_keyprefix or queues[0] in self._no_ack_queues:
             return False
         if self._has_blmove is None:
-            version = str(self._create_client().info("server").get("redis_version", "0"))
-            self._has_blmove = tuple(int(p) for p in version.split(".")[:2]) >= (6, 2)
+            try:
+                info = self._create_client().info("server")
+                version = tuple(int(p) for p in str(info["redis_version"]).split(".")[:2])
+            except (redis.ResponseError, KeyError, ValueError):
+                version = (0, 0)  # a server that will not say: kombu's commands only
+            self._has_blmove = version >= (6, 2)
         return self._has_blmove
 
     def _brpop_start(self, timeout: float | None = None) -> None:

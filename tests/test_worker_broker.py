@@ -157,78 +157,64 @@ def _kombus_two_steps(*_: Any, **__: Any) -> Any:
 
 
 def test_the_channel_takes_a_message_and_notes_it_unacked_in_one_step(
-    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    queue: Any, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(kombu_redis.QoS, "append", _kombus_two_steps)
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        queue.put({"n": 1}, headers={"id": "task-8"})
-        message = queue.get(timeout=5)
-        assert redis_client.llen("broker-test") == 0
-        assert redis_client.hexists("unacked", message.delivery_tag)
-        assert redis_client.zscore("unacked_index", message.delivery_tag) is not None
-        message.ack()
-        assert redis_client.hlen("unacked") == 0
-        queue.close()
+    queue.put({"n": 1}, headers={"id": "task-8"})
+    message = queue.get(timeout=5)
+    assert redis_client.llen("broker-test") == 0
+    assert redis_client.hexists("unacked", message.delivery_tag)
+    assert redis_client.zscore("unacked_index", message.delivery_tag) is not None
+    message.ack()
+    assert redis_client.hlen("unacked") == 0
 
 
 def test_the_script_writes_the_entry_kombu_restores_from(
-    redis_url: str, redis_client: redis.Redis
+    queue: Any, redis_client: redis.Redis
 ) -> None:
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        queue.put({"n": 2}, headers={"id": "task-5"})
-        raw = redis_client.lindex("broker-test", -1)
-        assert raw is not None
-        answer = redis_client.eval(POP_AND_NOTE, 3, "unacked_index", "unacked", "broker-test", 5.0)
-        assert answer == [b"broker-test", raw]
-        assert redis_client.llen("broker-test") == 0
-        tag = json.loads(raw)["properties"]["delivery_tag"]
-        assert redis_client.zscore("unacked_index", tag) == 5.0
-        entry = redis_client.hget("unacked", tag)
-        assert entry is not None
-        assert json.loads(entry) == [json.loads(raw), "broker-test", "broker-test"]
-        assert (
-            redis_client.eval(POP_AND_NOTE, 3, "unacked_index", "unacked", "broker-test", 6) is None
-        )
-        queue.close()
+    queue.put({"n": 2}, headers={"id": "task-5"})
+    raw = redis_client.lindex("broker-test", -1)
+    assert raw is not None
+    answer = redis_client.eval(POP_AND_NOTE, 3, "unacked_index", "unacked", "broker-test", 5.0)
+    assert answer == [b"broker-test", raw]
+    assert redis_client.llen("broker-test") == 0
+    tag = json.loads(raw)["properties"]["delivery_tag"]
+    assert redis_client.zscore("unacked_index", tag) == 5.0
+    entry = redis_client.hget("unacked", tag)
+    assert entry is not None
+    assert json.loads(entry) == [json.loads(raw), "broker-test", "broker-test"]
+    assert redis_client.eval(POP_AND_NOTE, 3, "unacked_index", "unacked", "broker-test", 6) is None
 
 
 def test_a_message_the_script_cannot_read_is_left_to_kombus_brpop(
-    redis_url: str, redis_client: redis.Redis
+    queue: Any, redis_client: redis.Redis
 ) -> None:
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        queue.put({"n": 3}, headers={"id": "task-6"})
-        raw = json.loads(redis_client.rpop("broker-test") or b"")
-        raw["properties"]["delivery_tag"] = 12345  # not a string: the script leaves it
-        redis_client.lpush("broker-test", json.dumps(raw))
-        keys = ("unacked_index", "unacked", "broker-test")
-        assert redis_client.eval(POP_AND_NOTE, 3, *keys, 1) == [b"broker-test", None]
-        assert redis_client.llen("broker-test") == 1
-        message = queue.get(timeout=5)
-        assert message.payload == {"n": 3}
-        message.ack()
-        assert redis_client.llen("broker-test") == 0
-        queue.close()
+    queue.put({"n": 3}, headers={"id": "task-6"})
+    raw = json.loads(redis_client.rpop("broker-test") or b"")
+    raw["properties"]["delivery_tag"] = 12345  # not a string: the script leaves it
+    redis_client.lpush("broker-test", json.dumps(raw))
+    keys = ("unacked_index", "unacked", "broker-test")
+    assert redis_client.eval(POP_AND_NOTE, 3, *keys, 1) == [b"broker-test", None]
+    assert redis_client.llen("broker-test") == 1
+    message = queue.get(timeout=5)
+    assert message.payload == {"n": 3}
+    message.ack()
+    assert redis_client.llen("broker-test") == 0
 
 
 def test_a_consumer_waiting_on_an_empty_queue_gets_what_comes_later(
-    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    queue: Any, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(kombu_redis.QoS, "append", _kombus_two_steps)
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        with pytest.raises(Empty):
-            queue.get(timeout=0.3)  # the channel now waits instead of popping
-        late = threading.Timer(0.3, lambda: queue.put({"n": 4}, headers={"id": "task-7"}))
-        late.start()
-        message = queue.get(timeout=5)
-        late.join()
-        assert message.payload == {"n": 4}
-        assert redis_client.hlen("unacked") == 1
-        message.ack()
-        queue.close()
+    with pytest.raises(Empty):
+        queue.get(timeout=0.3)  # the channel now waits instead of popping
+    late = threading.Timer(0.3, lambda: queue.put({"n": 4}, headers={"id": "task-7"}))
+    late.start()
+    message = queue.get(timeout=5)
+    late.join()
+    assert message.payload == {"n": 4}
+    assert redis_client.hlen("unacked") == 1
+    message.ack()
 
 
 def test_a_consumer_without_acks_leaves_no_unacked_entry(
@@ -244,34 +230,31 @@ def test_a_consumer_without_acks_leaves_no_unacked_entry(
 
 
 def test_waiting_keeps_the_queue_order_and_a_priority_message_still_comes(
-    redis_url: str, redis_client: redis.Redis
+    queue: Any, redis_client: redis.Redis
 ) -> None:
-    with Connection(redis_url, transport=Transport) as connection:
-        queue = connection.SimpleQueue("broker-test")
-        with pytest.raises(Empty):
-            queue.get(timeout=0.3)  # empty: the channel waits on the queue's key
+    with pytest.raises(Empty):
+        queue.get(timeout=0.3)  # empty: the channel waits on the queue's key
 
-        def send() -> None:
-            for n in range(3):
-                queue.put({"n": n}, headers={"id": f"order-{n}"})
+    def send() -> None:
+        for n in range(3):
+            queue.put({"n": n}, headers={"id": f"order-{n}"})
 
-        late = threading.Timer(0.3, send)
-        late.start()
-        got = []
-        for _ in range(3):
-            message = queue.get(timeout=5)
-            got.append(message.payload["n"])
-            message.ack()
-        late.join()
-        assert got == [0, 1, 2]
-
-        with pytest.raises(Empty):
-            queue.get(timeout=0.3)
-        queue.put({"n": 9}, headers={"id": "urgent"}, priority=5)  # another key
+    late = threading.Timer(0.3, send)
+    late.start()
+    got = []
+    for _ in range(3):
         message = queue.get(timeout=5)
-        assert message.payload == {"n": 9}
+        got.append(message.payload["n"])
         message.ack()
-        queue.close()
+    late.join()
+    assert got == [0, 1, 2]
+
+    with pytest.raises(Empty):
+        queue.get(timeout=0.3)
+    queue.put({"n": 9}, headers={"id": "urgent"}, priority=5)  # another key
+    message = queue.get(timeout=5)
+    assert message.payload == {"n": 9}
+    message.ack()
 
 
 def test_on_a_redis_without_blmove_kombus_own_commands_take_the_message(

@@ -93,8 +93,8 @@ class VapiApi:
 
     def update_phone_number(self, number_id: str, body: str) -> ApiResult:
         """PATCH /phone-number/{id} with a body already serialized as JSON. The answer's
-        body is not parsed (`payload` is None): nothing reads it, and on a fast API
-        parsing it was a measurable part of a worker's CPU."""
+        body is not parsed (`payload` is None): nothing reads it, and a worker's CPU is
+        what limits it on a fast API."""
         url = f"{self._base}/phone-number/{quote(number_id, safe='')}"
         return self._send("PATCH", url, self._json_headers, body.encode(), parse=False)
 

@@ -96,15 +96,21 @@ def _compare(
     return mine
 
 
+IN_FLIGHT, LATENCY_MS = 32, 50
+
+
 def throughput(stack: Stack) -> None:
     mine = _compare(
-        stack, 2000, 3, lambda numbers: asyncio.run(_raw_async(stack, numbers, 32)),
-        "raw asyncio loop (32)", 0.95, latency_ms=50,
+        stack, 2000, 3, lambda numbers: asyncio.run(_raw_async(stack, numbers, IN_FLIGHT)),
+        f"raw asyncio loop ({IN_FLIGHT})", 0.95, latency_ms=LATENCY_MS,
     )  # fmt: skip
     # The asyncio loop's own CPU cost swings with the machine (httpcore's pool scans
     # every connection for every request: encode/httpx#3215); the ceiling does not.
-    ideal = 32 / 0.050
-    print(f"  of the ceiling (32 in flight / 50 ms = {ideal:.0f}/s): {mine / ideal:.3f}")
+    ideal = IN_FLIGHT / (LATENCY_MS / 1000)
+    print(
+        f"  of the ceiling ({IN_FLIGHT} in flight / {LATENCY_MS} ms = {ideal:.0f}/s): "
+        f"{mine / ideal:.3f}"
+    )
 
 
 def overhead(stack: Stack) -> None:
@@ -114,9 +120,10 @@ def overhead(stack: Stack) -> None:
 def main() -> None:
     with local_stack() as stack:
         # Not counted: the simulator's first requests (imports, connections) are slower.
-        asyncio.run(_raw_async(stack, stack.reset_simulator(500, seed=9), 32))
+        asyncio.run(_raw_async(stack, stack.reset_simulator(500, seed=9), IN_FLIGHT))
         print(
-            f"throughput: 2,000 numbers, 50 ms latency, 32 in flight, no rate limit ({ROUNDS} rounds)"
+            f"throughput: 2,000 numbers, {LATENCY_MS} ms latency, {IN_FLIGHT} in flight, "
+            f"no rate limit ({ROUNDS} rounds)"
         )
         throughput(stack)
         print(f"overhead: 5,000 numbers, no latency ({ROUNDS} rounds)")

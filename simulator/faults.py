@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from simulator.limits import RATE_LIMIT_MODES, RateLimiter, make_limiter
+from simulator.limits import TokenBucket as TokenBucket  # re-exported: it used to live here
+
 
 class Fault(Enum):
     AUTH = "auth"  # 401 for everything: the key is wrong
@@ -26,7 +29,10 @@ class FaultConfig:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     rate_limit: float = 0.0  # requests per second the simulator accepts; 0 = no limit
-    rate_burst: float = 1.0  # how many it accepts at once after an idle spell
+    rate_burst: float = 1.0  # how many it accepts at once after an idle spell ("bucket")
+    # How the limit counts (simulator.limits): "sliding", "fixed", "bucket-burst" or
+    # "bucket"; "bucket" (a token bucket of `rate_burst`) is the default, as it always was.
+    rate_limit_mode: str = "bucket"
     p429: float = 0.0
     retry_after: int = 1  # the Retry-After of a random 429
     p5xx: float = 0.0
@@ -36,6 +42,15 @@ class FaultConfig:
     always_404: list[str] = field(default_factory=list)
     fail_auth: bool = False
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown mode now, where the caller can be told, not at the first
+        request."""
+        if self.rate_limit_mode not in RATE_LIMIT_MODES:
+            raise ValueError(
+                f"rate_limit_mode must be one of {', '.join(RATE_LIMIT_MODES)}: "
+                f"{self.rate_limit_mode!r}"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultConfig:
@@ -47,26 +62,6 @@ class FaultConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class TokenBucket:
-    """`rate` tokens a second, at most `burst` saved up."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self.rate = rate
-        self.burst = max(1.0, burst)
-        self.tokens = self.burst
-        self.at: float | None = None
-
-    def take(self, now: float) -> float:
-        """0 if a token was taken, else seconds until one is free."""
-        if self.at is not None:
-            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
 
 
 @dataclass(frozen=True)
@@ -82,8 +77,10 @@ class FaultInjector:
         self.config = config
         self._rng = random.Random(config.seed)
         self._missing = set(config.always_404)
-        self._bucket = (
-            TokenBucket(config.rate_limit, config.rate_burst) if config.rate_limit else None
+        self._limiter: RateLimiter | None = (
+            make_limiter(config.rate_limit_mode, config.rate_limit, config.rate_burst)
+            if config.rate_limit
+            else None
         )
 
     def decide(self, number_id: str, now: float) -> Decision:
@@ -93,8 +90,8 @@ class FaultInjector:
             return Decision(Fault.AUTH, 401, delay=delay)
         if number_id in self._missing:
             return Decision(Fault.MISSING, 404, delay=delay)
-        if self._bucket is not None:
-            wait = self._bucket.take(now)
+        if self._limiter is not None:
+            wait = self._limiter.take(now)
             if wait > 0:
                 return Decision(
                     Fault.THROTTLED, 429, retry_after=max(1, math.ceil(wait)), delay=delay

@@ -172,6 +172,7 @@ def create_api(settings: Settings, store: RedisReportStore, *, token: str | None
 
     _submission_routes(api, settings, store, authorized)
     _batch_routes(api, settings, store, authorized)
+    _hold_routes(api, settings, store, authorized)
     return api
 
 
@@ -345,6 +346,30 @@ def _batch_routes(
             "rows_left_out": made.rows_without_secrets,  # their secrets are not kept
         }
         return JSONResponse(body, 202, headers={"Location": f"/batches/{made.batch_id}"})
+
+
+def _hold_routes(
+    api: FastAPI, settings: Settings, store: RedisReportStore, authorized: list[Any]
+) -> None:
+    @api.post("/batches/{batch_id}/pause", dependencies=authorized, tags=["batches"])
+    def pause_batch(batch_id: str) -> JSONResponse:
+        """As `phonebatch pause`: no new request starts; `409` if the batch had ended."""
+        _existing(store, batch_id)
+        final = store.pause(batch_id)
+        if final is None:
+            raise ApiError(404, f"no batch {batch_id!r}")
+        code = 200 if final.state is BatchState.PAUSED else 409
+        return JSONResponse(status_dict(final), code)
+
+    @api.post("/batches/{batch_id}/continue", dependencies=authorized, tags=["batches"])
+    def continue_batch(batch_id: str) -> JSONResponse:
+        """As `phonebatch continue`; `409` if the batch was not paused."""
+        _existing(store, batch_id)
+        answer = store.continue_batch(batch_id, settings.queue)
+        if answer is None:
+            raise ApiError(404, f"no batch {batch_id!r}")
+        went_on, final = answer
+        return JSONResponse(status_dict(final), 200 if went_on else 409)
 
 
 class Selection(BaseModel):

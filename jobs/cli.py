@@ -14,7 +14,7 @@ from collections import Counter
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import redis
 import typer
@@ -184,6 +184,12 @@ def _exit_code(status: BatchStatus) -> int:
 def _print_status(status: BatchStatus) -> None:
     out.print(f"[bold]Batch {status.batch_id}[/]  {status.name}  ({status.source})")
     out.print(f"  state     {status.state.value}")
+    if status.state is BatchState.PAUSED:
+        since = f" since {iso_time(status.paused_at)}" if status.paused_at else ""
+        out.print(
+            f"  paused    no new request starts{since}; go on with: "
+            f"phonebatch continue {status.batch_id}"
+        )
     out.print(f"  progress  {summary_line(status)}")
     out.print(f"  created   {iso_time(status.created_at)}")
     if status.finished_at:
@@ -446,7 +452,7 @@ def status(
 
 @app.command()
 def cancel(batch_id: str, as_json: JsonOpt = False) -> None:
-    """Stop a batch: queued items are never sent; requests in flight finish."""
+    """Stop a batch: no request starts later; requests in flight finish and are recorded."""
     store = _store()
     _status(store, batch_id)
     final = store.cancel(batch_id)
@@ -461,6 +467,42 @@ def cancel(batch_id: str, as_json: JsonOpt = False) -> None:
     else:
         out.print(f"Batch {batch_id} had already {final.state.value}: {summary_line(final)}")
     raise typer.Exit(EXIT_OK if final.state is BatchState.CANCELLED else EXIT_FAILED)
+
+
+@app.command()
+def pause(batch_id: str, as_json: JsonOpt = False) -> None:
+    """Hold a batch: no new request starts; requests in flight finish. Undo with continue."""
+    store = _store()
+    _status(store, batch_id)
+    final = store.pause(batch_id)
+    if final is None:
+        raise CliError(f"no batch {batch_id!r}")
+    if as_json:
+        out.print_json(data=status_dict(final))
+    elif final.state is BatchState.PAUSED:
+        out.print(f"Batch {batch_id} paused: {summary_line(final)}")
+        out.print(f"  go on with: phonebatch continue {batch_id}")
+    else:
+        out.print(f"Batch {batch_id} had already {final.state.value}: {summary_line(final)}")
+    raise typer.Exit(EXIT_OK if final.state is BatchState.PAUSED else EXIT_FAILED)
+
+
+@app.command("continue")
+def continue_(batch_id: str, as_json: JsonOpt = False) -> None:
+    """Let a paused batch go on: its held items are sent."""
+    store = _store()
+    _status(store, batch_id)
+    answer = store.continue_batch(batch_id, settings().queue)
+    if answer is None:
+        raise CliError(f"no batch {batch_id!r}")
+    went_on, final = answer
+    if as_json:
+        out.print_json(data=status_dict(final))
+    elif went_on:
+        out.print(f"Batch {batch_id} continues ({final.state.value}): {summary_line(final)}")
+    else:
+        out.print(f"Batch {batch_id} is not paused ({final.state.value}): {summary_line(final)}")
+    raise typer.Exit(EXIT_OK if went_on else EXIT_FAILED)
 
 
 @app.command()
@@ -493,6 +535,8 @@ def resume(batch_id: str) -> None:
     current = _status(store, batch_id)
     if current.done:
         raise CliError(f"batch {batch_id} is {current.state.value}: nothing to resume")
+    if current.state is BatchState.PAUSED:
+        raise CliError(f"batch {batch_id} is paused: run phonebatch continue {batch_id}")
     done = resume_batch(store, store.client, settings().queue, batch_id, settings().claim_lease)
     out.print(
         f"Batch {batch_id}: {done.reenqueued} items re-enqueued, "
@@ -639,6 +683,13 @@ def simulator(
     rate_limit: Annotated[
         float, typer.Option(help="Requests/s it accepts before answering 429 (0: no limit).")
     ] = 0.0,
+    rate_limit_mode: Annotated[
+        Literal["sliding", "fixed", "bucket-burst", "bucket"],
+        typer.Option(
+            help="How the limit counts: a sliding or a fixed 1-s window, or a token bucket "
+            "that saves up 1 s of requests (bucket-burst) or rate_burst of --faults (bucket)."
+        ),
+    ] = "bucket",
     faults: Annotated[
         str | None,
         typer.Option(help='More faults as JSON, e.g. \'{"p5xx": 0.1, "always_404": ["id"]}\'.'),
@@ -653,7 +704,7 @@ def simulator(
         extra = json.loads(faults) if faults else {}
         fault_config = FaultConfig.from_dict(
             {"latency_ms": latency_ms, "jitter_ms": jitter_ms, "rate_limit": rate_limit}
-            | {"seed": seed}
+            | {"rate_limit_mode": rate_limit_mode, "seed": seed}
             | extra
         )
     except (TypeError, ValueError) as exc:

@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.text import Text
 
 from jobs.report import summary_line
-from jobs.store import BatchStatus, ReportStore
+from jobs.store import BatchState, BatchStatus, ReportStore
 
 
 class RateColumn(ProgressColumn):
@@ -26,10 +26,17 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f}/s" if speed else "  -/s", style="cyan")
 
 
+def _label(status: BatchStatus) -> str:
+    if status.state is BatchState.PAUSED:
+        return f"{status.batch_id} paused (phonebatch continue {status.batch_id})"
+    return status.batch_id
+
+
 def watch(
     store: ReportStore, batch_id: str, *, console: Console, interval: float = 0.25
 ) -> BatchStatus:
-    """Draw a progress bar until the batch is completed or cancelled; return its status."""
+    """Draw a progress bar until the batch is completed or cancelled (a paused batch is
+    waited for: it says so); return its status."""
     current = store.status(batch_id)
     if current is None:
         raise LookupError(f"no batch {batch_id}")
@@ -51,7 +58,10 @@ def watch(
             while True:
                 total = current.counts.total  # a selector batch learns its size later
                 done = total - current.counts.pending
-                progress.update(task, total=total, completed=done, counts=summary_line(current))
+                progress.update(
+                    task, total=total, completed=done, counts=summary_line(current),
+                    description=_label(current),
+                )  # fmt: skip
                 if current.done:
                     return current
                 time.sleep(interval)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import redis
 
 from jobs.producer import enqueue_items
-from jobs.store import BatchStatus, ItemStatus, ReportStore, iter_items
+from jobs.store import BatchState, BatchStatus, ItemStatus, ReportStore, iter_items
 from jobs.validation import BatchItem
 from worker.deferral import deferred_key
 from worker.messages import UPDATE_TASK
@@ -106,9 +106,12 @@ def census(client: redis.Redis, queue: str, batch_id: str, stale_after: float) -
 
 
 def is_quiet(status: BatchStatus, now: float, quiet_after: float) -> bool:
-    """Pending work and no claim or outcome for a while: worth a closer look."""
+    """Pending work and no claim or outcome for a while: worth a closer look. A paused
+    batch is quiet on purpose (its tasks wait in its parked list), so never."""
+    if status.done or status.state is BatchState.PAUSED:
+        return False
     last = status.active_at or status.created_at
-    return not status.done and status.counts.pending > 0 and now - last > quiet_after
+    return status.counts.pending > 0 and now - last > quiet_after
 
 
 def is_stalled(client: redis.Redis, queue: str, status: BatchStatus, stale_after: float) -> bool:
@@ -129,8 +132,8 @@ def resume(
     store: ReportStore, client: redis.Redis, queue: str, batch_id: str, stale_after: float
 ) -> Resumed:
     status = store.status(batch_id)
-    if status is None or status.done:
-        return Resumed(0, 0)
+    if status is None or status.done or status.state is BatchState.PAUSED:
+        return Resumed(0, 0)  # a paused batch's tasks are parked: `continue` sends them
     found = census(client, queue, batch_id, stale_after)
     restore = client.register_script(RESTORE)
     restored = sum(

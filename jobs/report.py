@@ -42,6 +42,7 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "created_at": iso_time(status.created_at),
         "started_at": iso_time(status.started_at),
         "finished_at": iso_time(status.finished_at),
+        "paused_at": iso_time(status.paused_at),
         "parent_id": status.parent_id,
         "halted_reason": status.halted_reason,
         "retried_by": list(status.retried_by),

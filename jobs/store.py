@@ -22,6 +22,7 @@ import orjson
 class BatchState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    PAUSED = "paused"  # held by `phonebatch pause`: nothing new is sent until `continue`
     COMPLETED = "completed"
     CANCELLED = "cancelled"
 
@@ -82,6 +83,7 @@ class Claim(StrEnum):
     CLAIMED = "claimed"  # send it: nobody else is
     RETAKEN = "retaken"  # send it; an earlier run held it and stopped without an outcome
     CANCELLED = "cancelled"  # the batch was cancelled: the item is now marked so
+    PAUSED = "paused"  # the batch is paused: the item stays pending, unclaimed; park it
     DONE = "done"  # it has an outcome already
     BUSY = "busy"  # another run holds it (a duplicate delivery)
     MISSING = "missing"  # no such batch or item (expired)
@@ -126,6 +128,7 @@ class BatchStatus:
     parent_id: str | None = None
     halted_reason: str | None = None  # why the batch stopped sending, e.g. a refused key
     active_at: float | None = None  # the last claim or outcome: a stalled batch goes quiet
+    paused_at: float | None = None  # while paused: since when
     retried_by: tuple[str, ...] = ()  # batches made of this one's failed items
     webhook: WebhookState | None = None
     mode: BatchMode = BatchMode.UPDATE
@@ -294,7 +297,32 @@ class ReportStore(Protocol):
         ...
 
     def cancel(self, batch_id: str) -> BatchStatus | None:
-        """Stop the batch: every pending item nobody is sending now becomes cancelled."""
+        """Stop the batch: every pending item nobody is sending now becomes cancelled
+        (a paused batch's parked tasks are dropped: their items are among those)."""
+        ...
+
+    def state_of(self, batch_id: str) -> BatchState | None:
+        """The batch's state alone: one cheap read, for a sender's check before a request."""
+        ...
+
+    def pause(self, batch_id: str) -> BatchStatus | None:
+        """Hold a queued or running batch (`paused`): claims answer `PAUSED` from now on.
+        An ended batch is left as it is; None if there is no such batch."""
+        ...
+
+    def park(self, batch_id: str, queue: str, message: str) -> bool:
+        """Keep a paused batch's task message until `continue_batch`: True if kept; False
+        if the batch is no longer paused, and the message went back on `queue` instead."""
+        ...
+
+    def parked(self, batch_id: str) -> list[str]:
+        """The task messages kept for a paused batch."""
+        ...
+
+    def continue_batch(self, batch_id: str, queue: str) -> tuple[bool, BatchStatus] | None:
+        """Let a paused batch go on: back to `running` (`queued` if it had not started) and
+        every parked message onto `queue`, in one step. None if there is no such batch;
+        else whether it was paused (False: nothing changed) and its status afterwards."""
         ...
 
     def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:

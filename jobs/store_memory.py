@@ -34,6 +34,8 @@ class _Batch:
     expect: dict[int, dict[str, Any]] = field(default_factory=dict)
     auth_failures: int = 0
     selection_begun: bool = False
+    parked: list[str] = field(default_factory=list)  # newest first, as LPUSH keeps them
+    parked_queue: str | None = None  # the workers' queue the parked messages came from
 
 
 class MemoryReportStore:
@@ -41,6 +43,13 @@ class MemoryReportStore:
         self._lock = threading.Lock()
         self._batches: dict[str, _Batch] = {}
         self._webhooks_due: list[str] = []
+        self._queues: dict[str, list[str]] = {}  # as a Redis list: LPUSH adds at index 0
+
+    def queued(self, queue: str) -> list[str]:
+        """The messages on `queue`, left to right as LRANGE gives them (workers take from
+        the right)."""
+        with self._lock:
+            return list(self._queues.get(queue, []))
 
     def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
         status = BatchStatus(
@@ -133,6 +142,10 @@ class MemoryReportStore:
                 self._ended(entry)
                 return Ticket(Claim.CANCELLED)
             expiry, holder = entry.claims.get(index, (0.0, ""))
+            if entry.status.state is BatchState.PAUSED:
+                if not (expiry > now and holder != owner):
+                    entry.claims.pop(index, None)
+                return Ticket(Claim.PAUSED)
             if expiry > now and holder != owner:
                 return Ticket(Claim.BUSY, busy_for=expiry - now)
             entry.claims[index] = (now + lease, owner)
@@ -152,10 +165,12 @@ class MemoryReportStore:
             entry = self._batches.get(batch_id)
             if entry is None:
                 return None
-            if entry.status.state in (BatchState.QUEUED, BatchState.RUNNING):
+            if entry.status.state in (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED):
                 entry.status = replace(
-                    entry.status, state=BatchState.CANCELLED, finished_at=now, active_at=now
-                )
+                    entry.status, state=BatchState.CANCELLED, finished_at=now, active_at=now,
+                    paused_at=None,
+                )  # fmt: skip
+                entry.parked.clear()
             if entry.status.state is BatchState.CANCELLED:
                 swept = 0
                 for index, record in entry.items.items():
@@ -169,6 +184,49 @@ class MemoryReportStore:
                 entry.status = _counted(entry.status, ItemStatus.CANCELLED, swept)
                 self._ended(entry)
             return entry.status
+
+    def state_of(self, batch_id: str) -> BatchState | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            return entry.status.state if entry else None
+
+    def pause(self, batch_id: str) -> BatchStatus | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return None
+            if entry.status.state in (BatchState.QUEUED, BatchState.RUNNING):
+                entry.status = replace(entry.status, state=BatchState.PAUSED, paused_at=time.time())
+            return entry.status
+
+    def park(self, batch_id: str, queue: str, message: str) -> bool:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is not None and entry.status.state is BatchState.PAUSED:
+                entry.parked.insert(0, message)
+                entry.parked_queue = queue  # where a continue puts them back
+                return True
+            self._queues.setdefault(queue, []).insert(0, message)
+            return False
+
+    def parked(self, batch_id: str) -> list[str]:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            return list(entry.parked) if entry else []
+
+    def continue_batch(self, batch_id: str, queue: str) -> tuple[bool, BatchStatus] | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return None
+            if entry.status.state is not BatchState.PAUSED:
+                return False, entry.status
+            state = BatchState.RUNNING if entry.status.started_at else BatchState.QUEUED
+            entry.status = replace(entry.status, state=state, paused_at=None, active_at=time.time())
+            # To the front of the queue (its right end), the first parked taken first.
+            self._queues.setdefault(entry.parked_queue or queue, []).extend(entry.parked)
+            entry.parked.clear()
+            return True, entry.status
 
     def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
         with self._lock:
@@ -261,6 +319,6 @@ def _counted(batch: BatchStatus, status: ItemStatus, moved: int) -> BatchStatus:
     counts = replace(batch.counts, pending=batch.counts.pending - moved)
     counts = replace(counts, **{status.value: getattr(counts, status.value) + moved})
     batch = _active(replace(batch, counts=counts), now)
-    if counts.pending <= 0 and batch.state is BatchState.RUNNING:
+    if counts.pending <= 0 and batch.state in (BatchState.RUNNING, BatchState.PAUSED):
         batch = replace(batch, state=BatchState.COMPLETED, finished_at=now)
     return batch

@@ -8,6 +8,8 @@ Keys (the `{id}` hash tag keeps a batch's keys in one slot of a Redis Cluster):
 - `phonebatch:{id}:claims`     hash: item index -> lease expiry of the run sending it
 - `phonebatch:{id}:bodies`     hash: item index -> request body (JSON), for resume and
                                retry; never shown in a report
+- `phonebatch:{id}:parked`     list: task messages of a paused batch, back on the queue
+                               when it continues
 
 A batch's keys expire `retention` seconds after the batch is created, and again after
 it finishes, so a report lives at least that long after its last outcome. The atomic
@@ -68,6 +70,10 @@ def bodies_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:bodies"
 
 
+def parked_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:parked"
+
+
 def expect_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:expect"
 
@@ -123,6 +129,7 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         parent_id=data.get("parent_id") or None,
         halted_reason=data.get("halted_reason") or None,
         active_at=_float(data.get("active_at")),
+        paused_at=_float(data.get("paused_at")),
         retried_by=tuple(c for c in data.get("retried_by", "").split(",") if c),
         webhook=_webhook(data),
         mode=BatchMode(data.get("mode") or "update"),
@@ -153,6 +160,9 @@ class RedisReportStore:
         self._note_auth = client.register_script(scripts.NOTE_AUTH_FAILURE)
         self._claim = client.register_script(scripts.CLAIM)
         self._cancel = client.register_script(scripts.CANCEL)
+        self._pause = client.register_script(scripts.PAUSE)
+        self._park = client.register_script(scripts.PARK)
+        self._continue = client.register_script(scripts.CONTINUE)
         self._sweep = client.register_script(scripts.SWEEP_CANCELLED)
         self._link = client.register_script(scripts.LINK_RETRY)
         self._finish_selection = client.register_script(scripts.FINISH_SELECTION)
@@ -165,6 +175,10 @@ class RedisReportStore:
     @classmethod
     def from_url(cls, url: str, *, retention_seconds: int) -> RedisReportStore:
         return cls(redis.Redis.from_url(url), retention_seconds=retention_seconds)
+
+    @property
+    def retention_seconds(self) -> int:
+        return self._retention
 
     def ping(self) -> None:
         try:
@@ -279,7 +293,7 @@ class RedisReportStore:
         self._redis.hdel(claims_key(batch_id), str(index))
 
     def cancel(self, batch_id: str) -> BatchStatus | None:
-        state = _text(self._cancel(keys=[batch_key(batch_id)]))
+        state = _text(self._cancel(keys=[batch_key(batch_id), parked_key(batch_id)]))
         if state == "missing":
             return None
         if state == "cancelled":
@@ -291,6 +305,29 @@ class RedisReportStore:
                     args=[first, last, self._retention, batch_id],
                 )
         return self.status(batch_id)
+
+    def state_of(self, batch_id: str) -> BatchState | None:
+        state = self._redis.hget(batch_key(batch_id), "state")
+        return BatchState(_text(state)) if state else None
+
+    def pause(self, batch_id: str) -> BatchStatus | None:
+        if _text(self._pause(keys=[batch_key(batch_id)])) == "missing":
+            return None
+        return self.status(batch_id)
+
+    def park(self, batch_id: str, queue: str, message: str) -> bool:
+        keys = [batch_key(batch_id), parked_key(batch_id), queue]
+        return bool(self._park(keys=keys, args=[message, self._retention]) == 1)
+
+    def parked(self, batch_id: str) -> list[str]:
+        return [_text(m) for m in self._redis.lrange(parked_key(batch_id), 0, -1)]
+
+    def continue_batch(self, batch_id: str, queue: str) -> tuple[bool, BatchStatus] | None:
+        was_paused, _state, _moved = self._continue(
+            keys=[batch_key(batch_id), parked_key(batch_id), queue]
+        )
+        status = self.status(batch_id)
+        return None if status is None else (bool(was_paused), status)
 
     def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
         if not indexes:

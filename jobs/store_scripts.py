@@ -3,8 +3,8 @@
 Every script reads the Redis server's clock, so hosts with skewed clocks agree. Keys of a
 batch: B = batch hash, I = items hash, C = claims hash (index -> "lease expiry|owner",
 the owner being the task id of the run holding it), D = bodies hash (index -> request
-body). Item records are JSON; Redis's cjson reads and
-writes them.
+body), P = parked list (a paused batch's task messages, kept until it continues). Item
+records are JSON; Redis's cjson reads and writes them.
 """
 
 _NOW = """
@@ -54,7 +54,7 @@ if state == 'queued' then
   state = 'running'
 end
 if pending <= 0 then
-  if state == 'running' then
+  if state == 'running' or state == 'paused' then
     redis.call('HSET', KEYS[1], 'state', 'completed', 'finished_at', stamp)
   end
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
@@ -70,8 +70,9 @@ return 1
 # value; for 'busy' how long the other run's lease has left; for 'claimed' and 'retaken'
 # what a worker needs to know of the item and the batch, so it reads nothing else. In a
 # cancelled batch the item is marked cancelled here, so no run can send it whatever the
-# order of events. The same owner claiming again (a redelivered
-# task, a retried command) gets the item back.
+# order of events. In a paused batch nobody takes it ('paused': the worker parks the task);
+# a claim of the same owner, or an expired one, goes. The same owner claiming again (a
+# redelivered task, a retried command) gets the item back.
 CLAIM = (
     _NOW
     + """
@@ -90,6 +91,10 @@ if state == 'cancelled' then
   return {'cancelled', '0'}
 end
 local lease, owner = lease_of(redis.call('HGET', KEYS[3], ARGV[1]))
+if state == 'paused' then
+  if not (lease and lease > now and owner ~= ARGV[4]) then redis.call('HDEL', KEYS[3], ARGV[1]) end
+  return {'paused', '0'}
+end
 if lease and lease > now and owner ~= ARGV[4] then return {'busy', tostring(lease - now)} end
 local taken = lease and 'retaken' or 'claimed'
 local claim = string.format('%.6f', now + tonumber(ARGV[2])) .. '|' .. ARGV[4]
@@ -104,7 +109,9 @@ return {taken, '0', current, rules[1], rules[2], rules[3], rules[4]}
 """
 )
 
-# KEYS: B. Returns the state the batch is in afterwards ('missing' if there is none).
+# KEYS: B, P (the batch's parked task messages). Returns the state the batch is in
+# afterwards ('missing' if there is none). A paused batch's parked messages go: their items
+# are pending and unclaimed, so the sweep that follows marks them cancelled.
 CANCEL = (
     _NOW
     + """
@@ -112,7 +119,65 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
 if state == 'completed' or state == 'cancelled' then return state end
 redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', stamp, 'active_at', stamp)
+redis.call('HDEL', KEYS[1], 'paused_at')
+redis.call('DEL', KEYS[2])
 return 'cancelled'
+"""
+)
+
+# KEYS: B. Returns the state afterwards ('missing' if there is no batch): a queued or
+# running batch becomes paused, a paused one stays so, an ended one is left as it is.
+PAUSE = (
+    _NOW
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state == 'queued' or state == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'paused', 'paused_at', stamp)
+  return 'paused'
+end
+return state
+"""
+)
+
+# KEYS: B, P, the queue list. ARGV: 1 task message, 2 retention (s).
+# Keeps the message while the batch is paused (1), noting the workers' queue for the
+# continue; otherwise (a continue came first, or a cancel) it goes straight back on the
+# queue (0), so nothing is lost whatever the order.
+PARK = """
+if redis.call('HGET', KEYS[1], 'state') == 'paused' then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('HSET', KEYS[1], 'parked_queue', KEYS[3])
+  return 1
+end
+redis.call('LPUSH', KEYS[3], ARGV[1])
+return 0
+"""
+
+# KEYS: B, P, the queue list. Returns {1 if it was paused else 0, state afterwards,
+# messages moved} ({0, 'missing', 0} if there is no batch). A paused batch goes back to
+# `running` (`queued` if nothing had started) and its parked messages to the front of the
+# queue they came from (the one given, if none was noted), oldest first, in the same step.
+CONTINUE = (
+    _NOW
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {0, 'missing', 0} end
+if state ~= 'paused' then return {0, state, 0} end
+local started = redis.call('HGET', KEYS[1], 'started_at')
+local resumed = 'queued'
+if started and started ~= '' then resumed = 'running' end
+redis.call('HSET', KEYS[1], 'state', resumed, 'active_at', stamp)
+redis.call('HDEL', KEYS[1], 'paused_at')
+local target = redis.call('HGET', KEYS[1], 'parked_queue')
+if not target or target == '' then target = KEYS[3] end
+local parked = redis.call('LLEN', KEYS[2])
+for first = 0, parked - 1, 1000 do
+  redis.call('RPUSH', target, unpack(redis.call('LRANGE', KEYS[2], first, first + 999)))
+end
+redis.call('DEL', KEYS[2])
+return {1, resumed, parked}
 """
 )
 

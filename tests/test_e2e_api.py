@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,10 @@ import httpx
 import pytest
 import redis
 
+from jobs.intake import read_batch
+from jobs.producer import BatchOptions, submit_batch
 from jobs.services import free_port, start, stop, wait_until
+from jobs.sources import Format
 from jobs.store_redis import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
@@ -226,3 +230,65 @@ def test_select_dry_run_and_rollback_through_the_api(
     assert sum(n["assistantId"] == "asst_old" for n in simulator.numbers().values()) == 12
     bad = httpx.post(f"{url}/batches/select", json={"where": {}, "set": {}}, headers=AUTH)
     assert bad.status_code == 422
+
+
+def _aside(client: redis.Redis, numbers: list[dict[str, object]]) -> tuple[RedisReportStore, str]:
+    """A batch (sent without reading first) whose tasks wait on a queue no worker reads."""
+    intake = read_batch(io.StringIO(_csv(numbers, "asst_held")), Format.CSV)
+    store = RedisReportStore(client, retention_seconds=60)
+    batch_id = submit_batch(
+        intake.items, store=store, broker=client, queue="q-aside", name="held", source="api",
+        options=BatchOptions(read_first=False),
+    )  # fmt: skip
+    return store, batch_id
+
+
+def test_pause_and_continue_through_the_api(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis, simulator: Simulator
+) -> None:
+    url, queue, workers = api_stack
+    numbers = generate_numbers(20, seed=55)
+    simulator.reset(numbers)
+    # Its tasks go to a queue no worker reads, until the test moves them: the batch is
+    # certainly paused before a worker sees any of them.
+    store, batch_id = _aside(redis_client, numbers)
+
+    assert httpx.post(f"{url}/batches/{batch_id}/pause").status_code == 401
+    paused = httpx.post(f"{url}/batches/{batch_id}/pause", headers=AUTH)
+    assert paused.status_code == 200 and paused.json()["state"] == "paused"
+    assert paused.json()["paused_at"] is not None
+    again = httpx.post(f"{url}/batches/{batch_id}/pause", headers=AUTH)
+    assert again.status_code == 200 and again.json()["state"] == "paused"
+    shown = httpx.get(f"{url}/batches/{batch_id}", headers=AUTH).json()
+    assert shown["state"] == "paused" and shown["stalled"] is False
+    while redis_client.lmove("q-aside", queue, "RIGHT", "LEFT"):
+        pass  # now the workers take them, and park them
+    deadline = time.monotonic() + 20
+    while len(store.parked(batch_id)) < 20:
+        assert time.monotonic() < deadline, f"parked: {len(store.parked(batch_id))}"
+        time.sleep(0.05)
+    assert simulator.requests() == []
+
+    went_on = httpx.post(f"{url}/batches/{batch_id}/continue", headers=AUTH)
+
+    assert went_on.status_code == 200, went_on.text
+    assert went_on.json()["state"] == "queued"  # nothing had started
+    assert went_on.json()["paused_at"] is None
+    final = wait_for_batch(store, batch_id, workers)  # type: ignore[arg-type]
+    assert final.counts.succeeded == 20
+    assert len(simulator.requests("PATCH")) == 20
+    ended = httpx.post(f"{url}/batches/{batch_id}/continue", headers=AUTH)
+    assert ended.status_code == 409 and ended.json()["state"] == "completed"
+    late = httpx.post(f"{url}/batches/{batch_id}/pause", headers=AUTH)
+    assert late.status_code == 409 and late.json()["state"] == "completed"
+    for action in ("pause", "continue"):
+        assert httpx.post(f"{url}/batches/nope/{action}", headers=AUTH).status_code == 404
+
+    _, other = _aside(redis_client, numbers[:2])
+    running = httpx.post(f"{url}/batches/{other}/continue", headers=AUTH)
+    assert running.status_code == 409 and running.json()["state"] == "queued"  # not paused
+    httpx.post(f"{url}/batches/{other}/pause", headers=AUTH)
+    cancelled = httpx.post(f"{url}/batches/{other}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200 and cancelled.json()["counts"]["cancelled"] == 2
+    assert httpx.post(f"{url}/batches/{other}/pause", headers=AUTH).status_code == 409
+    assert httpx.post(f"{url}/batches/{other}/continue", headers=AUTH).status_code == 409

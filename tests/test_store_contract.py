@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from jobs.recovery import is_quiet
 from jobs.store import (
     BatchMode,
     BatchState,
@@ -23,7 +24,7 @@ from jobs.store import (
     iter_items,
 )
 from jobs.store_memory import MemoryReportStore
-from jobs.store_redis import RedisReportStore, batch_key, items_key
+from jobs.store_redis import RedisReportStore, batch_key, items_key, parked_key
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -280,3 +281,151 @@ def test_expectations_travel_with_rollback_items(store: ReportStore) -> None:
     assert store.expectation("rb", 1) is None
     status = store.status("rb")
     assert status is not None and status.mode is BatchMode.ROLLBACK
+
+
+# --- pause, park, continue ------------------------------------------------------------------
+
+
+def _queue(store: ReportStore, name: str) -> list[str]:
+    """A queue's messages left to right (workers take from the right)."""
+    if isinstance(store, MemoryReportStore):
+        return store.queued(name)
+    assert isinstance(store, RedisReportStore)
+    return [m.decode() for m in store.client.lrange(name, 0, -1)]
+
+
+def test_pause_holds_claims_and_continue_sends_the_parked_first(store: ReportStore) -> None:
+    _create(store, total=4)
+    assert store.claim("b1", 0, 60, "in-flight").claim is Claim.CLAIMED
+    paused = store.pause("b1")
+    assert paused is not None and paused.state is BatchState.PAUSED
+    assert paused.paused_at is not None and store.state_of("b1") is BatchState.PAUSED
+    assert store.claim("b1", 1, 60, "run-a").claim is Claim.PAUSED
+    again = store.pause("b1")  # pausing a paused batch changes nothing
+    assert again is not None and again.state is BatchState.PAUSED
+    assert again.paused_at == paused.paused_at
+    assert store.park("nope", "q", "waiting") is False  # no paused batch: onto the queue
+    assert store.park("b1", "q", "m1") is True
+    assert store.park("b1", "q", "m2") is True
+    assert store.parked("b1") == ["m2", "m1"]
+    assert _queue(store, "q") == ["waiting"]
+    assert _outcome(store, 0, ItemStatus.SUCCEEDED)  # the request in flight lands
+    held = store.status("b1")
+    assert held is not None and held.state is BatchState.PAUSED
+    assert (held.counts.succeeded, held.counts.pending) == (1, 3)
+
+    answer = store.continue_batch("b1", "q")
+
+    assert answer is not None
+    went_on, status = answer
+    assert went_on is True and status.state is BatchState.RUNNING and status.paused_at is None
+    assert store.parked("b1") == []
+    assert _queue(store, "q") == ["waiting", "m2", "m1"]  # at the front, m1 (parked first) next
+    assert store.claim("b1", 1, 60, "run-b").claim is Claim.CLAIMED  # run-a held nothing
+    not_paused = store.continue_batch("b1", "q")
+    assert not_paused is not None and not_paused[0] is False
+    assert not_paused[1].state is BatchState.RUNNING
+    assert store.park("b1", "q", "late") is False  # a park after the continue: on the queue
+    assert _queue(store, "q")[0] == "late" and store.parked("b1") == []
+
+
+def test_continue_puts_parked_tasks_back_on_the_workers_queue(store: ReportStore) -> None:
+    # Whoever continues may run with another PHONEBATCH_QUEUE than the workers: the
+    # parked tasks go back where they came from, not where the caller looks.
+    _create(store, total=2)
+    store.pause("b1")
+    assert store.park("b1", "workers-q", "m1") is True
+    answer = store.continue_batch("b1", "phonebatch")
+    assert answer is not None and answer[0] is True
+    assert _queue(store, "workers-q") == ["m1"]
+    assert _queue(store, "phonebatch") == []
+
+
+def test_a_batch_paused_before_it_started_continues_as_queued(store: ReportStore) -> None:
+    _create(store)
+    paused = store.pause("b1")
+    assert paused is not None and paused.state is BatchState.PAUSED
+    answer = store.continue_batch("b1", "q")
+    assert answer is not None and answer[0] is True
+    assert answer[1].state is BatchState.QUEUED and answer[1].started_at is None
+
+
+def test_a_paused_claim_lets_go_of_its_own_claim_not_anothers(store: ReportStore) -> None:
+    _create(store)
+    assert store.claim("b1", 0, 60, "run-a").claim is Claim.CLAIMED
+    assert store.claim("b1", 1, 60, "run-c").claim is Claim.CLAIMED
+    store.pause("b1")
+    assert store.claim("b1", 0, 60, "run-a").claim is Claim.PAUSED  # its own task, redelivered
+    assert store.claim("b1", 1, 60, "run-d").claim is Claim.PAUSED
+    store.continue_batch("b1", "q")
+    assert store.claim("b1", 0, 60, "run-b").claim is Claim.CLAIMED
+    assert store.claim("b1", 1, 60, "run-d").claim is Claim.BUSY  # run-c still sends it
+
+
+def test_cancel_of_a_paused_batch_drops_the_parked_and_cancels_their_items(
+    store: ReportStore,
+) -> None:
+    _create(store, total=4)
+    assert store.claim("b1", 0, 60, "in-flight").claim is Claim.CLAIMED
+    store.pause("b1")
+    assert store.claim("b1", 1, 60, "run-a").claim is Claim.PAUSED
+    assert store.park("b1", "q", "m1")
+
+    status = store.cancel("b1")
+
+    assert status is not None and status.state is BatchState.CANCELLED
+    assert status.paused_at is None
+    assert store.parked("b1") == []
+    assert (status.counts.cancelled, status.counts.pending) == (3, 1)  # all but the one in flight
+    assert _outcome(store, 0, ItemStatus.SUCCEEDED)
+    final = store.status("b1")
+    assert final is not None and final.state is BatchState.CANCELLED
+    assert (final.counts.pending, final.counts.succeeded, final.counts.cancelled) == (0, 1, 3)
+    assert store.park("b1", "q", "m2") is False  # a park that lost the race: back on the queue
+    assert _queue(store, "q") == ["m2"]
+    assert store.claim("b1", 1, 60, "run-b").claim is Claim.DONE  # where it finds it done
+    after = store.continue_batch("b1", "q")
+    assert after is not None and after[0] is False and after[1].state is BatchState.CANCELLED
+    paused = store.pause("b1")
+    assert paused is not None and paused.state is BatchState.CANCELLED
+
+
+def test_the_last_outcome_completes_a_paused_batch(store: ReportStore) -> None:
+    _create(store, total=2)
+    store.claim("b1", 0, 60, "run-a")
+    store.claim("b1", 1, 60, "run-b")
+    store.pause("b1")
+    _outcome(store, 0, ItemStatus.SUCCEEDED)
+    _outcome(store, 1, ItemStatus.FAILED)
+    status = store.status("b1")
+    assert status is not None and status.state is BatchState.COMPLETED
+    assert status.finished_at is not None
+    done = store.pause("b1")
+    assert done is not None and done.state is BatchState.COMPLETED
+    answer = store.continue_batch("b1", "q")
+    assert answer is not None and answer[0] is False
+
+
+def test_pause_and_continue_of_no_batch(store: ReportStore) -> None:
+    assert store.pause("nope") is None
+    assert store.continue_batch("nope", "q") is None
+    assert store.state_of("nope") is None
+    assert store.parked("nope") == []
+
+
+def test_redis_parked_messages_expire_with_the_batch(redis_client: redis.Redis) -> None:
+    store = RedisReportStore(redis_client, retention_seconds=1000)
+    _create(store)
+    store.pause("b1")
+    store.park("b1", "q", "m1")
+    assert 990 < redis_client.ttl(parked_key("b1")) <= 1000
+    assert store.state_of("b1") is BatchState.PAUSED
+
+
+def test_a_paused_batch_is_never_taken_for_stalled(store: ReportStore) -> None:
+    _create(store)
+    later = time.time() + 3600  # long after its last claim or outcome
+    running = store.status("b1")
+    assert running is not None and is_quiet(running, later, quiet_after=60)
+    paused = store.pause("b1")
+    assert paused is not None and not is_quiet(paused, later, quiet_after=60)

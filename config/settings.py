@@ -48,9 +48,10 @@ class Settings(BaseSettings):
     )
 
     # --- pace: one limit for every worker on every host together ---------------------
-    rate_limit: float = Field(
-        default=10.0, ge=0, validation_alias=_env("PHONEBATCH_RATE_LIMIT"),
-        description="requests per second for all workers together; 0 means no limit",
+    rate_limit: float | None = Field(
+        default=None, ge=0, validation_alias=_env("PHONEBATCH_RATE_LIMIT"),
+        description="requests per second for all workers together, a ceiling the learned "
+        "pace never passes; unset or 'auto': learn what the API accepts; 0: no limit",
     )  # fmt: skip
     max_in_flight: int = Field(
         default=0, ge=0, validation_alias=_env("PHONEBATCH_MAX_IN_FLIGHT"),
@@ -58,15 +59,18 @@ class Settings(BaseSettings):
     )  # fmt: skip
     rate_headroom: float = Field(
         default=0.98, gt=0, le=1, validation_alias=_env("PHONEBATCH_RATE_HEADROOM"),
-        description="pace at this share of the limit, so network jitter that bunches "
-        "requests up never puts a 1-second window over the limit",
+        description="pace at most at this share of PHONEBATCH_RATE_LIMIT, so network jitter "
+        "that bunches requests up never puts a 1-second window over it",
     )  # fmt: skip
-    rate_decrease: float = Field(
-        default=0.7, gt=0, lt=1, validation_alias=_env("PHONEBATCH_RATE_DECREASE")
-    )
-    rate_recovery_seconds: float = Field(
-        default=60.0, gt=0, validation_alias=_env("PHONEBATCH_RATE_RECOVERY_SECONDS"),
-        description="seconds for a lowered rate to climb back by the whole limit",
+    read_max_age: float = Field(
+        default=120.0, gt=0, validation_alias=_env("PHONEBATCH_READ_MAX_AGE"),
+        description="seconds a number's read from the listing is trusted; an item whose "
+        "read is older reads its number again by GET",
+    )  # fmt: skip
+    rate_start: float = Field(
+        default=10.0, gt=0, validation_alias=_env("PHONEBATCH_RATE_START"),
+        description="requests per second to start at when nothing is learned yet and no "
+        "limit is set; the pace grows from there until the API answers 429",
     )  # fmt: skip
     # --- retries --------------------------------------------------------------------
     max_attempts: int = Field(
@@ -138,6 +142,13 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # `VAR=` in a compose file or .env means "not set", not "the empty string".
         return None if value == "" else value
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _auto_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "auto"):
+            return None
+        return value
 
     @field_validator("vapi_base_url")
     @classmethod

@@ -14,14 +14,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
+from typing import Any
 
+import orjson
 import redis
 
 from jobs import resp
+from jobs.reads import Read, unread_key
 from jobs.redis_bulk import BulkWriter
 from jobs.store import BatchMode, ItemSeed, NewBatch, ReportStore, new_batch_id
 from jobs.validation import BatchItem
 from worker.messages import (
+    READ_TASK,
     SELECT_TASK,
     UPDATE_TASK,
     message_template,
@@ -43,16 +47,19 @@ def enqueue_items(
     *,
     indexes: Sequence[int] | None = None,
     on_progress: Progress | None = None,
+    reads: Sequence[Read | None] | None = None,
 ) -> int:
     """Push one update task per item, `CHUNK` per round trip; returns how many.
 
     Items are the batch's own, in order, unless `indexes` says which item each one is
-    (resume re-enqueues a few items of a batch)."""
+    (resume re-enqueues a few items of a batch). `reads`, one per item, are the numbers'
+    current values from a listing: the task sends from them instead of a GET."""
     template = message_template(
         task_name=UPDATE_TASK, queue=queue, origin=f"phonebatch-producer@{socket.gethostname()}"
     )
     pushed = 0
-    it = iter(zip(indexes if indexes is not None else range(len(items)), items, strict=True))
+    positions = indexes if indexes is not None else range(len(items))
+    it = iter(zip(positions, items, reads or [None] * len(items), strict=True))
     with BulkWriter(broker) as writer:
         while chunk := list(islice(it, CHUNK)):
             ids = new_ids(2 * len(chunk))
@@ -62,8 +69,9 @@ def enqueue_items(
                     task_id=ids[2 * n],
                     argsrepr=f"(batch={batch_id}, row={item.row}, id={item.number_id})",
                     tag=ids[2 * n + 1],
+                    kwargs_json=read_kwargs(read),
                 )
-                for n, (index, item) in enumerate(chunk)
+                for n, (index, item, read) in enumerate(chunk)
             ]
             pushed += len(messages)
             writer.send(
@@ -134,6 +142,45 @@ def submit_selection(
     return batch_id
 
 
+def read_kwargs(read: Read | None) -> str:
+    if read is None:
+        return "{}"
+    return orjson.dumps({"read": read.as_json()}).decode()
+
+
+def note_unread(
+    broker: redis.Redis, batch_id: str, items: Sequence[BatchItem], retention: int
+) -> None:
+    """Which numbers of the batch the listing has yet to show, and their items."""
+    key = unread_key(batch_id)
+    with BulkWriter(broker) as writer:
+        for start in range(0, len(items), CHUNK):
+            chunk = items[start : start + CHUNK]
+            fields = [
+                part
+                for index, item in enumerate(chunk, start=start)
+                for part in (item.number_id, f"{index},{item.row}")
+            ]
+            writer.send(resp.command(["HSET", key, *fields]), replies=1)
+        writer.send(resp.command(["EXPIRE", key, str(retention)]), replies=1)
+
+
+def store_retention(store: ReportStore) -> int:
+    return int(getattr(store, "retention_seconds", 30 * 86_400))
+
+
+def reader_message(queue: str, batch_id: str, args: Sequence[Any] = ()) -> str:
+    """The task that reads a batch's numbers a page at a time and queues their items."""
+    return task_message(
+        task_name=READ_TASK,
+        task_id=new_id(),
+        args_json=json.dumps([batch_id, *args]),
+        queue=queue,
+        origin=f"phonebatch-producer@{socket.gethostname()}",
+        argsrepr=f"(batch={batch_id}, read)",
+    )
+
+
 def submit_batch(
     items: Sequence[BatchItem],
     *,
@@ -150,11 +197,20 @@ def submit_batch(
 ) -> str:
     """Create the batch in the report store and enqueue its tasks; returns its id."""
     batch_id = batch_id or new_batch_id()
+    chosen = options or BatchOptions()
     store.create_batch(
-        new_batch(batch_id, name, source, len(items), parent_id, webhook_url, options),
+        new_batch(batch_id, name, source, len(items), parent_id, webhook_url, chosen),
         seeds_of(items),
     )
-    enqueue_items(broker, queue, batch_id, items, on_progress=on_progress)
+    if chosen.read_first and len(items) >= 2:
+        # A worker reads the numbers through the listing, page by page, and queues each
+        # page's items with their reads (`worker.reader`): no GET per number.
+        note_unread(broker, batch_id, items, store_retention(store))
+        broker.lpush(queue, reader_message(queue, batch_id))
+        if on_progress is not None:
+            on_progress(len(items))
+    else:
+        enqueue_items(broker, queue, batch_id, items, on_progress=on_progress)
     if parent_id is not None:
         store.link_retry(parent_id, batch_id)
     return batch_id

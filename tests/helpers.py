@@ -15,7 +15,7 @@ import httpx
 import redis
 
 from jobs.intake import read_batch
-from jobs.producer import submit_batch
+from jobs.producer import BatchOptions, submit_batch
 from jobs.sources import Format
 from jobs.store import BatchStatus, ReportStore
 from jobs.store_redis import RedisReportStore
@@ -89,6 +89,7 @@ def submit_rows(
     rows: Sequence[str],
     name: str = "test",
     webhook_url: str | None = None,
+    options: BatchOptions | None = None,
 ) -> tuple[RedisReportStore, str]:
     """Validate CSV rows and submit them as the CLI would; returns the store and batch id."""
     text = header + "\n" + "\n".join(rows) + "\n"
@@ -103,5 +104,6 @@ def submit_rows(
         name=name,
         source="cli",
         webhook_url=webhook_url,
+        options=options,
     )
     return store, batch_id

@@ -48,9 +48,9 @@ def test_every_number_ends_right_through_every_kind_of_fault(
     assert sorted(r.number_id for r in failed) == sorted(missing)
     assert {(r.http_status, r.attempts) for r in failed} == {(404, 1)}
     log = simulator.requests()
-    # One request each: the read that found no such number; no update was tried.
+    # One request each: the PATCH, from the listing's read, that the API answered 404.
     assert Counter(r["id"] for r in log if r["id"] in missing) == dict.fromkeys(missing, 1)
-    assert not [r for r in log if r["id"] in missing and r["method"] == "PATCH"]
+    assert {r["status"] for r in log if r["id"] in missing} == {404}
     state = simulator.numbers()
     assert all(
         state[str(n["id"])]["assistantId"] == "asst_moved"
@@ -126,7 +126,9 @@ def test_a_refused_key_stops_the_batch_early(
     assert final.counts.failed == 200
     assert final.halted_reason is not None and "refused the key" in final.halted_reason
     assert "VAPI_API_KEY" in final.halted_reason
-    sent = simulator.requests()  # reads are refused as updates would be
+    listing = simulator.requests("LIST")
+    assert [r["status"] for r in listing] == [401]  # refused: the items read by GET
+    sent = [r for r in simulator.requests() if r["method"] != "LIST"]
     assert len(sent) <= 20
     items = list(iter_items(store, batch_id, 200))
     not_attempted = [r for r in items if r.attempts == 0]

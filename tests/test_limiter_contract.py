@@ -1,111 +1,193 @@
 """The limiter: its algorithm exactly (pure functions, a fake clock), then the same
-behaviour from both backends, in memory and in Redis (a Lua script on Redis's clock)."""
+behaviour from both backends, in memory and in Redis (a Lua script on Redis's clock).
+
+How well the learner does against each kind of server limit is
+`tests/test_limiter_learning.py`; here, each rule on its own.
+"""
 
 from __future__ import annotations
 
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis
 
 from worker.limiter import (
-    FLOOR,
+    SETTLE,
     Limiter,
     LimiterBackend,
     LimiterState,
     MemoryLimiterBackend,
     Pace,
+    Remembered,
+    Slot,
     Throttled,
-    current_rate,
+    accepted_rate,
     rate_limited,
+    remembered_start,
     reserve,
+    start_state,
 )
-from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend
+from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend, limiter_key
 
-PACE = Pace(limit=10.0, decrease=0.5, recovery_seconds=10.0)
+FLAT = Pace(ceiling=20.0, start=10.0, growth=1.0, probe=0.0)  # 10/s, no growth
+
+
+def _reserve_all(state: LimiterState, now: float, pace: Pace, count: int) -> list[Slot]:
+    slots = []
+    for _ in range(count):
+        state, slot = reserve(state, now, pace, max_wait=30)
+        slots.append(slot)
+    return slots
 
 
 def test_slots_are_spaced_one_interval_apart() -> None:
-    state, waits = LimiterState(), []
-    for _ in range(4):
-        state, wait = reserve(state, 100.0, PACE, max_wait=5)
-        waits.append(round(wait, 9))
+    waits = [round(s.wait, 9) for s in _reserve_all(LimiterState(), 100.0, FLAT, 4)]
     assert waits == [0.0, 0.1, 0.2, 0.3]
 
 
 def test_a_slot_beyond_the_max_wait_is_not_reserved() -> None:
-    state = LimiterState(tat=103.0)
-    after, wait = reserve(state, 100.0, PACE, max_wait=2)
-    assert (after, wait) == (state, -3.0)
+    state = replace(start_state(FLAT, None, 100.0), tat=103.0)
+    after, slot = reserve(state, 100.0, FLAT, max_wait=2)
+    assert slot.wait == -3.0 and after.tat == 103.0
 
 
-def test_a_429_pauses_and_cuts_the_rate_once_per_pause() -> None:
-    state = rate_limited(LimiterState(), 100.0, PACE, pause=2.0)
-    assert (state.pause_until, state.rate, state.tat) == (102.0, 5.0, 102.0)
-    again = rate_limited(state, 101.0, PACE, pause=3.0)
-    assert (again.pause_until, again.rate) == (104.0, 5.0)  # extended, not cut twice
-    _, wait = reserve(again, 103.0, PACE, max_wait=5)
-    assert wait == -1.0  # still paused
+def test_a_cold_start_begins_at_half_the_ceiling_or_the_start_rate() -> None:
+    assert start_state(Pace(ceiling=20.0), None, 0.0).rate == 10.0
+    assert start_state(Pace(start=7.0), None, 0.0).rate == 7.0
 
 
-def test_the_rate_climbs_back_to_the_limit() -> None:
-    state = rate_limited(LimiterState(), 100.0, PACE, pause=1.0)  # 5/s from t=101
-    assert current_rate(state, 101.0, PACE) == 5.0
-    assert current_rate(state, 103.0, PACE) == pytest.approx(7.0)  # +1/s each second
-    assert current_rate(state, 200.0, PACE) == 10.0
-    floor = LimiterState(rate=PACE.limit * FLOOR, rate_at=0.0)
-    assert rate_limited(floor, 0.0, PACE, 1.0).rate == PACE.limit * FLOOR
+def test_slow_start_grows_only_while_every_slot_is_taken() -> None:
+    pace = Pace(start=10.0, growth=2.0)
+    state = start_state(pace, None, 100.0)
+    idle, _ = reserve(state, 101.0, pace, 30)  # nobody waited meanwhile: no growth
+    assert idle.rate == 10.0
+    busy = replace(state, tat=102.0)  # a queue of slots a second long
+    grown, _ = reserve(busy, 101.0, pace, 30)
+    assert grown.rate == pytest.approx(20.0)
 
 
-def test_no_limit_means_no_wait_but_pauses_still_hold() -> None:
-    free = Pace(limit=0)
-    assert reserve(LimiterState(), 5.0, free, 1)[1] == 0.0
+def test_a_ceiling_is_never_passed() -> None:
+    pace = Pace(ceiling=12.0, growth=4.0)
+    state = replace(start_state(pace, None, 0.0), tat=50.0)
+    state, _ = reserve(state, 10.0, pace, 100)
+    assert state.rate == 12.0
+
+
+def test_a_429_teaches_the_rate_the_api_accepted() -> None:
+    # 20 slots over two seconds at 10/s, then a 429: the API took ~10/s, so the pace is
+    # 95% of that, the epoch moves (older slots are void) and the queue is drained.
+    pace = Pace(ceiling=40.0, start=10.0, growth=1.0)
+    state, slots = LimiterState(), []
+    for tick in range(20):
+        state, slot = reserve(state, 100.0 + tick / 10, pace, 30)
+        slots.append(slot)
+    taught = rate_limited(state, 102.05, pace, 1.0, slots[-1])
+    assert taught.rate == pytest.approx(9.5, abs=1.0)  # counts are whole: +-1 in 10
+    assert taught.epoch == state.epoch + 1
+    assert taught.pause_until == 0  # the others go on: only this request waits
+    again = rate_limited(taught, 102.06, pace, 1.0, slots[-2])  # same pace as the first
+    assert again == replace(taught, counts=again.counts)  # already counted: no lesson
+
+
+def test_429s_that_keep_coming_hold_everyone_for_the_retry_after() -> None:
+    pace = Pace(ceiling=40.0, start=10.0, growth=1.0)
+    state = LimiterState()
+    for tick in range(20):
+        state, _ = reserve(state, 100.0 + tick / 10, pace, 30)
+    state = rate_limited(state, 102.0, pace, 1.0, None)
+    rate = state.rate
+    for n in range(1, 3):  # 429s right after the lesson, at its pace
+        state = rate_limited(state, 102.0 + n * SETTLE / 4, pace, 1.0, Slot(0, state.epoch))
+    assert state.pause_until == pytest.approx(102.0 + 2 * SETTLE / 4 + 1.0)
+    assert state.rate < rate
+    _, slot = reserve(state, 102.5, pace, 30)
+    assert slot.wait < 0  # nobody sends during the hold
+
+
+def test_the_measure_ignores_the_bucket_still_in_flight() -> None:
+    pace = Pace(ceiling=40.0, start=10.0, growth=1.0)
+    state = LimiterState()
+    for tick in range(10):
+        state, _ = reserve(state, 100.0 + tick / 10, pace, 30)
+    assert accepted_rate(state, 101.0) == pytest.approx(10.0)
+
+
+def test_unlimited_means_no_wait_but_a_429_pauses_everyone() -> None:
+    free = Pace(unlimited=True)
+    assert reserve(LimiterState(), 5.0, free, 1)[1].wait == 0.0
     paused = rate_limited(LimiterState(), 5.0, free, pause=2.0)
-    assert reserve(paused, 6.0, free, 1)[1] == -1.0
+    assert reserve(paused, 6.0, free, 1)[1].wait == -1.0
+
+
+def test_a_remembered_rate_is_trusted_a_day_then_halves_daily() -> None:
+    learned = Remembered(12.0, at=0.0)
+    assert remembered_start(learned, 3600.0) == 12.0
+    assert remembered_start(learned, 2 * 86_400.0) == pytest.approx(6.0)
+    state = start_state(Pace(start=5.0), learned, 3 * 86_400.0)
+    assert (state.rate, state.ssthresh) == (5.0, 12.0)  # slow start back up to it
+
+
+def test_the_key_is_a_fingerprint_never_the_api_key() -> None:
+    key = limiter_key("https://api.vapi.ai", "sk-secret-123")
+    assert "sk-secret" not in key and key.startswith("phonebatch:limiter:")
+    assert key == limiter_key("https://api.vapi.ai/", "sk-secret-123")
+    assert key != limiter_key("https://api.vapi.ai", "another-key")
 
 
 # --- the same behaviour from both backends ---------------------------------------------
 
 
 @pytest.fixture(params=["memory", "redis"])
-def backend_for(request: pytest.FixtureRequest) -> Iterator[type]:
+def backend_for(request: pytest.FixtureRequest) -> Any:
     def make(pace: Pace) -> LimiterBackend:
         if request.param == "memory":
             return MemoryLimiterBackend(pace)
         client: redis.Redis = request.getfixturevalue("redis_client")
-        return RedisLimiterBackend(client, pace, key="phonebatch:limiter:test")
+        return RedisLimiterBackend(client, pace, "phonebatch:limiter:test")
 
-    return make  # type: ignore[misc]
+    return make
 
 
-def test_backend_paces_reservations(backend_for) -> None:  # type: ignore[no-untyped-def]
-    backend = backend_for(Pace(limit=20.0))
-    waits = [backend.reserve(5.0) for _ in range(5)]
+def test_backend_paces_reservations(backend_for: Any) -> None:
+    backend = backend_for(Pace(ceiling=40.0, growth=1.0))  # starts at 20/s
+    waits = [backend.reserve(5.0).wait for _ in range(5)]
     assert waits[0] == pytest.approx(0.0, abs=0.01)
     for before, after in itertools.pairwise(waits):
         assert after - before == pytest.approx(0.05, abs=0.01)
-    assert backend.reserve(0.1) < 0  # the next slot is 0.25 s away: not reserved
+    assert backend.reserve(0.1).wait < 0  # the next slot is 0.25 s away: not reserved
 
 
-def test_backend_pause_and_decrease(backend_for) -> None:  # type: ignore[no-untyped-def]
-    backend = backend_for(Pace(limit=20.0, decrease=0.5, recovery_seconds=1000))
-    backend.rate_limited(0.3)
-    assert 0.2 < backend.paused_for() <= 0.3
-    assert backend.reserve(5.0) < 0  # nothing reserved during a pause
-    backend.rate_limited(0.3)  # the same congestion: no second cut
-    time.sleep(0.35)
-    assert backend.paused_for() == 0.0
-    assert backend.rate() == pytest.approx(10.0, abs=0.1)
-    first, second = backend.reserve(5.0), backend.reserve(5.0)
-    assert second - first == pytest.approx(0.1, abs=0.01)  # paced at the lowered rate
+def test_backend_learns_from_a_429(backend_for: Any) -> None:
+    backend = backend_for(Pace(ceiling=40.0, growth=1.0))
+    limiter = Limiter(backend, max_pause=1.0)
+    slots = [limiter.acquire() for _ in range(12)]  # 20/s for ~0.6 s
+    time.sleep(0.15)
+    before = backend.view()
+    backend.rate_limited(1.0, slots[-1])
+    after = backend.view()
+    assert after.epoch == before.epoch + 1
+    assert after.pause_left == 0  # nobody else stops
+    assert 5.0 <= after.rate < before.rate  # about 95% of the ~17/s measured
 
 
-def test_limiter_waits_out_short_pauses_and_throttles_long_ones(backend_for) -> None:  # type: ignore[no-untyped-def]
-    backend = backend_for(Pace(limit=100.0))
+def test_limiter_takes_a_new_slot_when_a_lesson_voids_its_own(backend_for: Any) -> None:
+    backend = backend_for(Pace(ceiling=4.0, growth=1.0))  # 2/s: slots 0.5 s apart
+    limiter = Limiter(backend, max_pause=1.0)
+    first = limiter.acquire()
+    taught = threading.Timer(0.2, lambda: backend.rate_limited(1.0, first))
+    taught.start()
+    second = limiter.acquire()  # slept toward a slot the lesson voided, then re-reserved
+    taught.join()
+    assert second.epoch == first.epoch + 1
+
+
+def test_limiter_waits_out_short_pauses_and_throttles_long_ones(backend_for: Any) -> None:
+    backend = backend_for(Pace(unlimited=True))
     limiter = Limiter(backend, max_pause=0.5)
     backend.rate_limited(0.2)
     started = time.monotonic()
@@ -117,8 +199,8 @@ def test_limiter_waits_out_short_pauses_and_throttles_long_ones(backend_for) -> 
     assert 4.5 < caught.value.delay <= 5.0
 
 
-def test_backend_shared_by_threads_never_goes_over_the_limit(backend_for) -> None:  # type: ignore[no-untyped-def]
-    limiter = Limiter(backend_for(Pace(limit=50.0)), max_pause=1.0)
+def test_backend_shared_by_threads_never_goes_over_the_rate(backend_for: Any) -> None:
+    limiter = Limiter(backend_for(Pace(ceiling=100.0, growth=1.0)), max_pause=1.0)  # 50/s
     stamps: list[float] = []
     lock = threading.Lock()
 
@@ -140,25 +222,56 @@ def test_backend_shared_by_threads_never_goes_over_the_limit(backend_for) -> Non
     assert stamps[-1] - stamps[0] == pytest.approx(59 / 50, abs=0.1)
 
 
+def test_redis_backend_mirrors_the_algorithm(redis_client: redis.Redis) -> None:
+    """The same steps on both backends end in the same pace (within the clock's drift)."""
+    pace = Pace(ceiling=40.0, growth=1.0)
+    ours = MemoryLimiterBackend(pace)
+    theirs = RedisLimiterBackend(redis_client, pace, "phonebatch:limiter:mirror")
+    for backend in (ours, theirs):
+        slots = [backend.reserve(5.0) for _ in range(10)]
+        time.sleep(0.3)
+        backend.rate_limited(1.0, slots[-1])
+    mine, redis_view = ours.view(), theirs.view()
+    assert redis_view.epoch == mine.epoch == 1
+    assert redis_view.rate == pytest.approx(mine.rate, rel=0.15)
+
+
+def test_the_learned_rate_is_where_the_next_batch_starts(redis_client: redis.Redis) -> None:
+    key = "phonebatch:limiter:remembered"
+    tonight = RedisLimiterBackend(redis_client, Pace(ceiling=40.0, growth=1.0), key)
+    slots = [tonight.reserve(5.0) for _ in range(10)]
+    time.sleep(0.3)
+    tonight.rate_limited(1.0, slots[-1])
+    learned = tonight.view().rate
+    assert redis_client.ttl(f"{key}:learned") > 6 * 86_400
+    redis_client.delete(key)  # the state is gone (expired); what was learned is not
+    tomorrow = RedisLimiterBackend(redis_client, Pace(ceiling=40.0, growth=1.0), key)
+    tomorrow.reserve(5.0)
+    assert tomorrow.view().rate == pytest.approx(learned, rel=0.01)
+
+
 def test_without_a_limit_a_worker_rechecks_the_pause_at_most_every_interval(
     redis_client: redis.Redis,
 ) -> None:
     now = [0.0]
     key = "phonebatch:limiter:test-free"
-    ours = RedisLimiterBackend(redis_client, Pace(0), key, clock=lambda: now[0])
-    other = RedisLimiterBackend(redis_client, Pace(0), key, clock=lambda: now[0])
-    assert ours.reserve(1.0) == 0.0
+    free = Pace(unlimited=True)
+    ours = RedisLimiterBackend(redis_client, free, key, clock=lambda: now[0])
+    other = RedisLimiterBackend(redis_client, free, key, clock=lambda: now[0])
+    assert ours.reserve(1.0).wait == 0.0
     other.rate_limited(5.0)  # another worker's 429
-    assert other.reserve(1.0) < 0  # the worker that saw it holds back at once
-    assert ours.reserve(1.0) == 0.0  # ours trusts its last look for the interval...
+    assert other.reserve(1.0).wait < 0  # the worker that saw it holds back at once
+    assert ours.reserve(1.0).wait == 0.0  # ours trusts its last look for the interval...
     now[0] += 0.11
-    assert -5.0 <= ours.reserve(1.0) < -4.5  # ...and then sees the pause
+    assert -5.0 <= ours.reserve(1.0).wait < -4.5  # ...and then sees the pause
     ours.rate_limited(5.0)
-    assert ours.reserve(1.0) < 0  # its own 429 at once
+    assert ours.reserve(1.0).wait < 0  # its own 429 at once
 
 
 def test_a_429_during_a_pause_check_is_not_forgotten(redis_client: redis.Redis) -> None:
-    backend = RedisLimiterBackend(redis_client, Pace(0), "phonebatch:limiter:test-race")
+    backend = RedisLimiterBackend(
+        redis_client, Pace(unlimited=True), "phonebatch:limiter:test-race"
+    )
     asks = backend._reserve
 
     def racing(**kwargs: Any) -> Any:
@@ -167,9 +280,9 @@ def test_a_429_during_a_pause_check_is_not_forgotten(redis_client: redis.Redis) 
         return answer
 
     backend._reserve = racing  # type: ignore[assignment]
-    assert backend.reserve(1.0) == 0.0
+    assert backend.reserve(1.0).wait == 0.0
     backend._reserve = asks  # type: ignore[assignment]
-    assert backend.reserve(1.0) < 0  # the stale "no pause" was not trusted
+    assert backend.reserve(1.0).wait < 0  # the stale "no pause" was not trusted
 
 
 def test_in_flight_cap_across_clients(redis_client: redis.Redis) -> None:

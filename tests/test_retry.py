@@ -36,7 +36,8 @@ def _api(answers: Iterator[httpx.Response]) -> VapiApi:
 
 
 def _sender(clock: Clock, policy: RetryPolicy, limit: float = 0) -> RetryingSender:
-    backend = MemoryLimiterBackend(Pace(limit), clock=clock)
+    pace = Pace(unlimited=True) if not limit else Pace(ceiling=2 * limit, growth=1.0)
+    backend = MemoryLimiterBackend(pace, clock=clock)
     limiter = Limiter(backend, max_pause=policy.inline_limit, sleep=clock.sleep)
     return RetryingSender(policy, limiter, sleep=clock.sleep)
 
@@ -78,9 +79,9 @@ def test_429_then_503_then_200_obeys_retry_after_and_counts_attempts() -> None:
     result, attempts = sender.run(lambda: _api(answers).update_phone_number("n", "{}"), Attempts())
     assert result.http_status == 200
     assert attempts == Attempts(total=3, failures=1, rate_limited=1)
-    assert clock.slept[0] == 0.0  # no backoff after a 429: the shared pause holds everyone
-    assert clock.slept[1] == 2.0  # the limiter's pause: Retry-After
-    assert 0 <= clock.slept[2] <= 0.5  # backoff after the first 503
+    assert clock.slept[0] == 2.0  # the request that got the 429 waits its Retry-After
+    assert 0 <= clock.slept[1] <= 0.5  # backoff after the first 503
+    assert len(clock.slept) == 2  # the limiter's own pause had passed meanwhile
 
 
 def test_permanent_errors_take_one_attempt() -> None:
@@ -162,7 +163,7 @@ def test_policy_from_settings() -> None:
 
 def test_waits_never_outlast_the_task_budget() -> None:
     clock = Clock()
-    backend = MemoryLimiterBackend(Pace(1.0), clock=clock)  # one request a second
+    backend = MemoryLimiterBackend(Pace(ceiling=2.0, growth=1.0), clock=clock)  # starts at 1/s
     limiter = Limiter(backend, max_pause=3.0, horizon=30.0, sleep=clock.sleep)
     sender = RetryingSender(_policy(budget=2.5), limiter, sleep=clock.sleep, clock=clock)
     for _ in range(3):

@@ -11,15 +11,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import redis
 
 from jobs.diff import Change, changes, conflicts, snapshot
 from jobs.metrics import OUTCOMES, labelled
+from jobs.reads import MAX_AGE_SECONDS, Read
 from jobs.redaction import redact
 from jobs.store import (
     BatchMode,
+    BatchState,
     Claim,
     ItemRecord,
     ItemStatus,
@@ -29,7 +32,7 @@ from jobs.store import (
     SendRules,
 )
 from worker.errors import AuthError, DeliveryError
-from worker.retry import Attempts, Deferred
+from worker.retry import Attempts, Deferred, Stopped
 from worker.vapi import VapiApi
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class WorkItem:
     number_id: str
     body: dict[str, Any]
     attempts: Attempts = field(default_factory=Attempts)
+    read: Read | None = None  # the number's current values, from the batch's listing
 
 
 class Sender(Protocol):
@@ -55,10 +59,15 @@ class Sender(Protocol):
     `DeliveryError` (with `attempts` set), or raises `Deferred`.
     """
 
-    def run(self, call: Callable[[], T], attempts: Attempts) -> tuple[T, Attempts]: ...
+    def run(
+        self, call: Callable[[], T], attempts: Attempts, gate: Gate | None = None
+    ) -> tuple[T, Attempts]: ...
 
 
+Gate = Callable[[], None]  # runs right before each request; raises `Stopped` to send nothing
 HandBack = Callable[[WorkItem, Deferred], None]
+Park = Callable[[WorkItem, Attempts], None]  # keep a paused batch's item until it continues
+HALTING = frozenset({BatchState.CANCELLED, BatchState.PAUSED})
 
 
 def auth_halt_reason(error: AuthError, limit: int, batch_id: str) -> str:
@@ -76,18 +85,32 @@ def deliver(
     store: ReportStore,
     sender: Sender,
     hand_back: HandBack,
+    park: Park,
     auth_failure_limit: int = 3,
     lease: float = 120.0,
     owner: str = "",
     receipt: Receipt | None = None,
+    check_every: float = 0.1,
+    max_read_age: float = MAX_AGE_SECONDS,
 ) -> ItemRecord | None:
     """Send one item and record its outcome; None if it has none yet or had one already.
 
     The item is claimed first (atomically, in the store): a cancelled batch's item is
     marked cancelled instead of sent, and a second delivery of the same task finds it
     taken or done and sends nothing. `receipt` (the message's entry in the broker) is
-    settled with the outcome, in the same step."""
+    settled with the outcome, in the same step.
+
+    A paused batch's item is parked (`park`) instead. Before each request the batch's
+    state is read again if more than `check_every` seconds went by since the claim or the
+    last read (waits on the limiter, a backoff, a read): an item of a batch cancelled
+    meanwhile is recorded `cancelled`, one of a batch paused meanwhile is given back and
+    parked. So no request starts more than `check_every` seconds after a cancel or a pause,
+    and a request that follows its claim at once costs no extra read."""
+    claimed_at = time.monotonic()  # the claim reads the batch's state: the first check
     ticket = store.claim(item.batch_id, item.index, lease, owner)
+    if ticket.claim is Claim.PAUSED:
+        park(item, item.attempts)
+        return None
     if ticket.claim is Claim.BUSY:
         # Another run holds it (a duplicate delivery): come back once its lease is over,
         # to find it done or to take it over. Never drop the task here.
@@ -102,8 +125,19 @@ def deliver(
     existing, rules = ticket.item, ticket.rules
     retaken = ticket.claim is Claim.RETAKEN
     sent = redact(item.body)  # what reports and logs may show of the body, once per item
+    gate = _state_gate(store, item.batch_id, check_every, claimed_at)
     try:
-        outcome = _attempt(item, api, store, sender, rules, sent, auth_failure_limit, retaken)
+        outcome = _attempt(
+            item, api, store, sender, rules, sent, auth_failure_limit, retaken, gate,
+            max_read_age,
+        )  # fmt: skip
+    except Stopped as stopped:
+        if stopped.state != BatchState.CANCELLED:  # paused: held until it continues
+            store.release(item.batch_id, item.index)
+            park(item, stopped.attempts)
+            return None
+        tried = stopped.attempts.updates
+        outcome = Outcome(ItemStatus.CANCELLED, attempts=tried, sent=sent if tried else None)
     except Deferred as deferred:
         store.release(item.batch_id, item.index)
         hand_back(item, deferred)
@@ -126,11 +160,13 @@ def _attempt(
     sent: dict[str, Any],
     auth_failure_limit: int,
     retaken: bool = False,
+    gate: Gate | None = None,
+    max_read_age: float = MAX_AGE_SECONDS,
 ) -> Outcome:
     if rules.halted_reason:
         return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=rules.halted_reason)
     try:
-        return _read_then_write(item, api, store, sender, rules, sent, retaken)
+        return _read_then_write(item, api, store, sender, rules, sent, retaken, gate, max_read_age)
     except AuthError as exc:
         reason = auth_halt_reason(exc, auth_failure_limit, item.batch_id)
         if store.note_auth_failure(item.batch_id, reason, auth_failure_limit):
@@ -156,42 +192,42 @@ def _read_then_write(
     rules: SendRules,
     sent: dict[str, Any],
     retaken: bool,
+    gate: Gate | None = None,
+    max_read_age: float = MAX_AGE_SECONDS,
 ) -> Outcome:
-    """GET the number first (unless the batch said not to), then decide: report only
-    (dry run), leave it (already right, or changed since a rolled-back batch), or PATCH."""
+    """Read the number first (unless the batch said not to: from the batch's listing, or
+    by GET), then decide: report only (dry run), leave it (already right, or changed since
+    a rolled-back batch), or PATCH."""
     attempts = item.attempts
     details: dict[str, Any] = {}
     if rules.read_first:
-        before = attempts.total
-        try:
-            found, attempts = sender.run(lambda: api.get_phone_number(item.number_id), attempts)
-        except Deferred as deferred:
-            deferred.attempts.reads += deferred.attempts.total - before
-            raise
-        attempts.reads += attempts.total - before  # a report's `attempts` counts updates
-        current = found.payload if isinstance(found.payload, dict) else {}
+        seen, attempts = _current(item, api, sender, attempts, gate, max_read_age)
+        current, read_status = seen.values, seen.http_status
         diff = changes(current, item.body)
-        details = {"changes": [c.as_dict() for c in diff], "in_target_state": not diff}
+        details = {
+            "changes": [c.as_dict() for c in diff], "in_target_state": not diff,
+            "read_at": iso_stamp(seen.at), "read_by": seen.source,
+        }  # fmt: skip
         skip = _skip_reason(item, store, rules, current, diff, details)
         if skip is not None and retaken and not diff and rules.mode is not BatchMode.DRY_RUN:
             # A run that stopped before recording (a killed worker) had sent this update:
             # it succeeded, and counting it as skipped would misreport the batch.
             details["reason"] = "sent by an earlier run that stopped before recording it"
             return Outcome(
-                ItemStatus.SUCCEEDED, http_status=found.http_status, attempts=attempts.updates,
+                ItemStatus.SUCCEEDED, http_status=read_status, attempts=attempts.updates,
                 sent=sent, details=details,
             )  # fmt: skip
         if skip is not None:
             details["reason"] = skip
             return Outcome(
-                ItemStatus.SKIPPED, http_status=found.http_status, attempts=attempts.total,
+                ItemStatus.SKIPPED, http_status=read_status, attempts=attempts.total,
                 sent=sent, details=details,
             )  # fmt: skip
         details["before"] = snapshot(current, item.body)
     body = json.dumps(item.body, separators=(",", ":"))
     try:
         result, attempts = sender.run(
-            lambda: api.update_phone_number(item.number_id, body), attempts
+            lambda: api.update_phone_number(item.number_id, body), attempts, gate
         )
     except DeliveryError as exc:
         exc.attempts -= attempts.reads  # `attempts` in a report counts updates
@@ -200,6 +236,58 @@ def _read_then_write(
         ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts.updates,
         sent=sent, details=details,
     )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A number's current values as read before its update, and how they were read."""
+
+    values: dict[str, Any]
+    http_status: int
+    at: float  # Unix time of the read
+    source: str  # "listing" (the batch's bulk read) or "get"
+
+
+def _current(
+    item: WorkItem,
+    api: VapiApi,
+    sender: Sender,
+    attempts: Attempts,
+    gate: Gate | None,
+    max_read_age: float,
+) -> tuple[Seen, Attempts]:
+    """The number's current values: from the batch's listing if that read is fresh
+    enough, else by GET (which counts as a read, not an update attempt)."""
+    if item.read is not None and item.read.fresh(time.time(), max_read_age):
+        return Seen(item.read.current, 200, item.read.at, "listing"), attempts
+    before = attempts.total
+    try:
+        found, attempts = sender.run(lambda: api.get_phone_number(item.number_id), attempts, gate)
+    except Deferred as deferred:
+        deferred.attempts.reads += deferred.attempts.total - before
+        raise
+    attempts.reads += attempts.total - before  # a report's `attempts` counts updates
+    values = found.payload if isinstance(found.payload, dict) else {}
+    return Seen(values, found.http_status, time.time(), "get"), attempts
+
+
+def _state_gate(store: ReportStore, batch_id: str, every: float, claimed_at: float) -> Gate:
+    """A check before each request: reads the batch's state (one HGET) once more than
+    `every` seconds passed since the claim or the last read; raises `Stopped` when the
+    batch is cancelled or paused."""
+    checked = claimed_at
+
+    def gate() -> None:
+        nonlocal checked
+        now = time.monotonic()
+        if now - checked <= every:
+            return
+        checked = now  # before the read: what it sees is at least this fresh
+        state = store.state_of(batch_id)
+        if state is not None and state in HALTING:
+            raise Stopped(state)
+
+    return gate
 
 
 def _skip_reason(
@@ -221,6 +309,10 @@ def _skip_reason(
     if not diff and not rules.force:
         return "already in the target state"
     return None
+
+
+def iso_stamp(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
 
 
 def _without_secrets(item: WorkItem, redacted: dict[str, Any]) -> str | None:

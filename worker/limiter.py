@@ -1,124 +1,330 @@
-"""One pace for every worker on every host: GCRA with a shared pause and AIMD.
+"""One pace for every worker on every host, learned from the API's own 429s.
+
+Vapi publishes no rate limit, and servers count in different ways (sliding or fixed
+windows, token buckets with or without a burst). So the pace is learned, as TCP's BBR
+learns a path's delivery rate: not cut blindly on each 429, but set from what the API
+was measured to accept.
 
 The algorithm is here, as pure functions over `LimiterState`; a backend keeps the state
 and runs a step atomically: `MemoryLimiterBackend` below (one process, for tests) and
 `worker.limiter_redis.RedisLimiterBackend` (a Lua script on the Redis server's clock, for
 every worker together). `tests/test_limiter_contract.py` runs the same tests on both.
 
-- GCRA: each request reserves the next slot `1 / rate` after the previous one, so no
-  burst goes over the limit. A slot further ahead than `max_wait` is not reserved.
-- Pause: a 429 pauses every worker until its Retry-After.
-- AIMD: a 429 cuts the rate once per pause (x `decrease`), then the rate climbs back by
-  `limit / recovery_seconds` each second, so a limit set too high converges on what the
-  API accepts instead of storming it.
+- Slots (GCRA): each request reserves the next slot `1 / rate` after the previous one,
+  so no burst goes over the rate. Every reserved slot is counted in 100 ms buckets.
+- Slow start: with nothing learned, the rate starts at `Pace.start` (or 3/4 of the
+  ceiling) and grows x`growth` per second while every slot is taken, up to the ceiling.
+- Learning: a 429 un-counts its request, measures the requests accepted over the last
+  second (or since the last lesson) and sets the rate to `margin` x that. Requests
+  already waiting for a slot of the old rate re-reserve (the `epoch` moves), and the
+  next slot waits until the last second holds fewer requests than were accepted, so a
+  window that is full drains first. The request that got the 429 waits its own
+  Retry-After (`worker.retry`); the others go on at the learned rate.
+- Probing: above the learned rate, the rate grows by `probe` per second while every slot
+  is taken, so a limit that rises (or a lesson too cautious) is found again.
+- Hold: only when 429s keep coming (a third lesson within `STRIKE_SPAN`, or
+  `QUICK_REJECTS` 429s right after a lesson) does every worker stop until the API's
+  Retry-After has passed, and the rate is cut by `HOLD_CUT`.
+- Unlimited (`Pace.unlimited`): no slots; a 429 pauses every worker for its Retry-After.
+
+What was learned is remembered (`Remembered`) for the next batch on the same API and
+key: used as it is for `TRUST_SECONDS`, then halved every further day
+(`remembered_start`); the Redis backend forgets it after a week.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-FLOOR = 0.05  # the rate never falls below 5% of the limit
+BUCKET = 0.1  # seconds per bucket of counted requests
+RING = 400  # buckets kept (40 s): past the furthest slot a worker reserves, plus WINDOW
+MAX_HORIZON = 30.0  # no slot is reserved further ahead than this
+WINDOW = 1.0  # the window most APIs count in: a lesson drains the last one
+MEASURE = 2.0  # the longest span accepted requests are measured over
+SAMPLE = 20  # requests a measure should hold: counts are whole numbers
+FLOOR = 0.01  # (requests/s) the least rate a measure's span is sized for
+SETTLE = 0.25  # seconds after a lesson before another 429 may teach again
+STRIKE_SPAN = 3.0  # lessons this close together count as one streak
+QUICK_REJECTS = 2  # 429s within SETTLE of a lesson, at its rate, before every worker holds
+HOLD_CUT = 0.7  # a hold multiplies the rate by this...
+HOLD_SSTHRESH = 0.8  # ...and it climbs back quickly (slow start) up to this share
+STREAK_CUT = 0.85  # a lesson within STRIKE_SPAN of the last cuts the rate at least this much
+TRUST_SECONDS = 86_400.0  # a remembered rate is used as it is for a day...
+HALF_LIFE_SECONDS = 86_400.0  # ...then halves each further day
+COLD_SHARE = 0.5  # with a ceiling and nothing learned, start at this share of it
 
 
 @dataclass(frozen=True, slots=True)
 class Pace:
-    limit: float  # requests per second for everyone together; 0 = no limit
-    decrease: float = 0.7
-    recovery_seconds: float = 60.0
+    """How the limiter paces; built once from settings."""
 
-    @property
-    def limited(self) -> bool:
-        return self.limit > 0
+    ceiling: float = 0.0  # requests/s never exceeded, all workers together; 0: none
+    unlimited: bool = False  # no pacing at all: only a 429's pause holds workers
+    start: float = 10.0  # the first rate with nothing learned and no ceiling
+    growth: float = 2.0  # slow start: the rate x this per second while saturated
+    probe: float = 0.005  # above what was learned: + this share per second while saturated
+    margin: float = 0.95  # pace at this share of the accepted rate measured at a 429
+    floor: float = 0.2  # the rate never goes below this (requests/s)
+
+    def clamp(self, rate: float) -> float:
+        top = self.ceiling if self.ceiling > 0 else math.inf
+        return min(top, max(self.floor, rate))
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    rate: float
+    at: float  # when it was learned, on the limiter's clock
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A reservation. `wait` >= 0: reserved that far ahead (from `acquire`: the seconds
+    waited). `wait` < 0: nothing reserved; a pause or the next slot is that far away.
+    `epoch` and `at` say which pace it was taken under and when it is, so a 429 for it
+    can be told apart from one for a request sent at an older pace."""
+
+    wait: float
+    epoch: int = 0
+    at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class LimiterState:
     tat: float = 0.0  # when the next slot is free (GCRA's theoretical arrival time)
-    rate: float = 0.0  # the current rate; 0 until a 429 first lowers it
-    rate_at: float = 0.0  # when `rate` was set
+    rate: float = 0.0  # requests/s now; 0 until the first reservation
+    rate_at: float = 0.0  # when `rate` was last advanced
+    ssthresh: float = math.inf  # slow start below this rate, probing above
     pause_until: float = 0.0
+    epoch: int = 0  # moves on each lesson and hold: older slots are void
+    learned_at: float = -math.inf
+    strikes: int = 0  # lessons in the current streak
+    quick: int = 0  # 429s at the current pace within SETTLE of its lesson
+    started: float = 0.0  # the first slot: nothing before it was measured
+    counts: tuple[tuple[int, int], ...] = ()  # see `Counts`
 
 
-def current_rate(state: LimiterState, now: float, pace: Pace) -> float:
-    if not state.rate:
-        return pace.limit
-    climbed = state.rate + pace.limit / pace.recovery_seconds * max(0.0, now - state.rate_at)
-    return min(pace.limit, climbed)
+def bucket_of(moment: float) -> int:
+    return math.floor(moment / BUCKET)
+
+
+Counts = tuple[tuple[int, int], ...]  # (bucket, requests not refused), oldest first
+
+
+def _add(counts: Counts, bucket: int, delta: int) -> Counts:
+    table = dict(counts)
+    if bucket not in table and delta < 0:
+        return counts  # long gone from the ring: nothing to un-count
+    table[bucket] = max(0, table.get(bucket, 0) + delta)
+    newest = max(table)
+    return tuple(sorted((b, n) for b, n in table.items() if b > newest - RING))
+
+
+def _counted(counts: Counts, first: int, last: int) -> int:
+    return sum(n for b, n in counts if first <= b <= last)
+
+
+def remembered_start(remembered: Remembered, now: float) -> float:
+    """The rate to start at from a remembered one: as it is for a day, then halving."""
+    age = max(0.0, now - remembered.at)
+    if age <= TRUST_SECONDS:
+        return remembered.rate
+    halvings = (age - TRUST_SECONDS) / HALF_LIFE_SECONDS
+    return remembered.rate * math.pow(0.5, halvings)
+
+
+def start_state(pace: Pace, remembered: Remembered | None, now: float) -> LimiterState:
+    """Where a limiter with no state begins: what worked last time, or a slow start."""
+    if remembered is not None and remembered.rate > 0:
+        threshold = pace.clamp(remembered.rate)
+        rate = min(threshold, pace.clamp(max(pace.start, remembered_start(remembered, now))))
+        return LimiterState(rate=rate, rate_at=now, ssthresh=threshold)
+    rate = pace.ceiling * COLD_SHARE if pace.ceiling > 0 else pace.start
+    return LimiterState(rate=pace.clamp(rate), rate_at=now)
+
+
+def advance(state: LimiterState, now: float, pace: Pace) -> LimiterState:
+    """Grow the rate for the time since it was last advanced, if every slot was taken
+    meanwhile (a reservation still ahead of now): a rate nobody uses proves nothing."""
+    elapsed = max(0.0, now - state.rate_at)
+    if state.tat <= now or elapsed == 0:
+        return replace(state, rate_at=now)
+    if state.rate < state.ssthresh:
+        grown = min(state.ssthresh, state.rate * pace.growth**elapsed)
+    else:
+        grown = state.rate * (1 + pace.probe * elapsed)
+    return replace(state, rate=pace.clamp(grown), rate_at=now)
+
+
+def rate_at_slot(state: LimiterState, ahead: float, pace: Pace) -> float:
+    """The rate a slot `ahead` seconds away is spaced at. In slow start, the rate it
+    will have grown to by then: with many threads queued, slots at today's rate would
+    hold the growth back by the whole queue's length."""
+    if state.rate >= state.ssthresh:
+        return state.rate
+    return min(state.ssthresh, pace.clamp(state.rate * pace.growth**ahead))
 
 
 def reserve(
-    state: LimiterState, now: float, pace: Pace, max_wait: float
-) -> tuple[LimiterState, float]:
-    """Take the next slot: (new state, seconds until it). A negative wait means nothing
-    was reserved: the pause or the slot is that many seconds away, more than `max_wait`
-    for a slot."""
+    state: LimiterState,
+    now: float,
+    pace: Pace,
+    max_wait: float,
+    remembered: Remembered | None = None,
+) -> tuple[LimiterState, Slot]:
+    """Take the next slot, unless a pause holds or it is more than `max_wait` away."""
     if now < state.pause_until:
-        return state, -(state.pause_until - now)
-    if not pace.limited:
-        return state, 0.0
-    rate = current_rate(state, now, pace)
+        return state, Slot(-(state.pause_until - now), state.epoch)
+    if pace.unlimited:
+        return state, Slot(0.0, state.epoch)
+    if state.rate <= 0:
+        state = start_state(pace, remembered, now)
+    state = advance(state, now, pace)
     start = max(state.tat, now)
     wait = start - now
     if wait > max_wait:
-        return state, -wait
-    rate_fields = {"rate": rate, "rate_at": now} if state.rate else {}
-    return replace(state, tat=start + 1.0 / rate, **rate_fields), wait
+        return state, Slot(-wait, state.epoch)
+    state = replace(
+        state,
+        tat=start + 1.0 / rate_at_slot(state, wait, pace),
+        counts=_add(state.counts, bucket_of(start), 1),
+        started=state.started or start,
+    )
+    return state, Slot(wait, state.epoch, start)
 
 
-def rate_limited(state: LimiterState, now: float, pace: Pace, pause: float) -> LimiterState:
-    """A 429 came back: pause everyone, and cut the rate once per pause."""
+def accepted_rate(state: LimiterState, now: float) -> float:
+    """Requests per second the API took (reserved and not refused) lately: over about
+    `SAMPLE` requests, within 0.5 s .. `MEASURE` (1 s in slow start, where the rate
+    doubles each second and older counts say little), since the first slot or the end
+    of the last hold (idle time proves nothing)."""
+    in_slow_start = state.rate < state.ssthresh
+    span = min(1.0 if in_slow_start else MEASURE, max(0.5, SAMPLE / max(state.rate, FLOOR)))
+    # Whole buckets, up to the last complete one: requests of the current bucket are
+    # in flight or not sent yet, and many of those may still be refused.
+    end = bucket_of(now) * BUCKET
+    since = max(end - span, state.started, min(state.pause_until, end - BUCKET))
+    first = bucket_of(since)
+    begin = since if since > first * BUCKET else first * BUCKET  # nothing before `since`
+    return _counted(state.counts, first, bucket_of(now) - 1) / max(BUCKET, end - begin)
+
+
+def drained_at(state: LimiterState, now: float, accepted: float) -> float:
+    """When the last `WINDOW` will hold fewer requests than `accepted`, so a request
+    then fits in a window the API counts: the oldest ones must age out first."""
+    recent = [
+        (b, n) for b, n in state.counts if now - WINDOW < (b + 1) * BUCKET and b <= bucket_of(now)
+    ]
+    excess = sum(n for _, n in recent) - max(0, math.floor(accepted) - 1)
+    for bucket, count in recent:
+        if excess <= 0:
+            break
+        excess -= count
+        if excess <= 0:
+            return min(now + WINDOW, (bucket + 1) * BUCKET + WINDOW)
+    return now
+
+
+def _hold(state: LimiterState, until: float, pace: Pace) -> LimiterState:
+    """Every worker waits until `until`, then starts slower and climbs back quickly
+    (slow start) to a little under the pace that kept being refused."""
+    return replace(
+        state, pause_until=max(state.pause_until, until), tat=max(state.tat, until),
+        rate=pace.clamp(state.rate * HOLD_CUT), rate_at=until,
+        ssthresh=pace.clamp(state.rate * HOLD_SSTHRESH), epoch=state.epoch + 1,
+        learned_at=until, strikes=0, quick=0,
+    )  # fmt: skip
+
+
+def rate_limited(
+    state: LimiterState, now: float, pace: Pace, pause: float, slot: Slot | None = None
+) -> LimiterState:
+    """A 429 came back for `slot`, asking to wait `pause` seconds: learn from it."""
+    if slot is not None and slot.at:
+        state = replace(state, counts=_add(state.counts, bucket_of(slot.at), -1))
     until = now + pause
-    if now < state.pause_until:
+    if pace.unlimited or state.rate <= 0:
         return replace(state, pause_until=max(state.pause_until, until))
-    if not pace.limited:
-        return replace(state, pause_until=until)
-    rate = max(pace.limit * FLOOR, current_rate(state, now, pace) * pace.decrease)
-    return LimiterState(tat=max(state.tat, until), rate=rate, rate_at=until, pause_until=until)
+    if slot is not None and slot.epoch != state.epoch:
+        return state  # sent at an older pace: the lesson since has counted it
+    if now - state.learned_at < SETTLE:
+        if state.quick + 1 >= QUICK_REJECTS:
+            return _hold(state, until, pace)
+        return replace(state, quick=state.quick + 1)
+    accepted = accepted_rate(state, now)
+    strikes = state.strikes + 1 if now - state.learned_at < STRIKE_SPAN else 1
+    # A lesson soon after another: the last one was too bold (a burst the API allowed
+    # once, a window's edge), so this one cuts at least by STREAK_CUT.
+    top = state.rate * (STREAK_CUT if strikes > 1 else pace.margin)
+    rate = pace.clamp(min(top, accepted * pace.margin))
+    future = bucket_of(now)
+    learned = replace(
+        state,
+        rate=rate, rate_at=now, ssthresh=rate, epoch=state.epoch + 1, learned_at=now,
+        strikes=strikes, quick=0, tat=drained_at(state, now, accepted),
+        counts=tuple((b, n) for b, n in state.counts if b <= future),
+    )  # fmt: skip
+    return learned
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a worker may ask of the limiter between reservations."""
+
+    pause_left: float
+    rate: float  # requests/s in force (0 before the first reservation, or unlimited)
+    epoch: int
+
+
+def view(state: LimiterState, now: float) -> View:
+    return View(max(0.0, state.pause_until - now), state.rate, state.epoch)
 
 
 class LimiterBackend(Protocol):
-    def reserve(self, max_wait: float) -> float: ...
+    def reserve(self, max_wait: float) -> Slot: ...
 
-    def paused_for(self) -> float:
-        """Seconds left of a pause, 0 if none."""
-        ...
+    def rate_limited(self, pause: float, slot: Slot | None = None) -> None: ...
 
-    def rate_limited(self, pause: float) -> None: ...
-
-    def rate(self) -> float:
-        """The rate in force now (requests per second; 0 means no limit)."""
-        ...
+    def view(self) -> View: ...
 
 
 class MemoryLimiterBackend:
     """The algorithm over state in this process; `clock` is injectable for tests."""
 
-    def __init__(self, pace: Pace, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pace: Pace,
+        clock: Callable[[], float] = time.monotonic,
+        remembered: Remembered | None = None,
+    ) -> None:
         self._pace = pace
         self._clock = clock
         self._state = LimiterState()
+        self._remembered = remembered
         self._lock = threading.Lock()
 
-    def reserve(self, max_wait: float) -> float:
-        with self._lock:
-            self._state, wait = reserve(self._state, self._clock(), self._pace, max_wait)
-            return wait
+    @property
+    def state(self) -> LimiterState:
+        return self._state
 
-    def paused_for(self) -> float:
+    def reserve(self, max_wait: float) -> Slot:
         with self._lock:
-            return max(0.0, self._state.pause_until - self._clock())
+            now = self._clock()
+            self._state, slot = reserve(self._state, now, self._pace, max_wait, self._remembered)
+            return slot
 
-    def rate_limited(self, pause: float) -> None:
+    def rate_limited(self, pause: float, slot: Slot | None = None) -> None:
         with self._lock:
-            self._state = rate_limited(self._state, self._clock(), self._pace, pause)
+            self._state = rate_limited(self._state, self._clock(), self._pace, pause, slot)
 
-    def rate(self) -> float:
+    def view(self) -> View:
         with self._lock:
-            return current_rate(self._state, self._clock(), self._pace)
+            return view(self._state, self._clock())
 
 
 class Throttled(Exception):
@@ -147,23 +353,26 @@ class Limiter:
     ) -> None:
         self.backend = backend
         self._max_pause = max_pause
-        self._horizon = max(horizon, max_pause)
+        # Slots are counted in a ring of buckets: none may lie beyond it.
+        self._horizon = min(MAX_HORIZON, max(horizon, max_pause))
         self._sleep = sleep
 
-    def acquire(self, budget: float | None = None) -> float:
-        """Wait for a slot, at most `budget` seconds in all; returns the seconds waited,
-        or raises `Throttled`."""
+    def acquire(self, budget: float | None = None) -> Slot:
+        """Wait for a slot, at most `budget` seconds in all; returns it with the seconds
+        waited as its `wait`, or raises `Throttled`."""
         waited = 0.0
         while True:
-            left = float("inf") if budget is None else max(0.0, budget - waited)
-            wait = self.backend.reserve(min(self._horizon, left))
-            if wait < 0 and -wait > min(self._max_pause, left):
-                raise Throttled(-wait)
-            if wait == 0:
-                return waited  # nothing slept, so no pause can have begun meanwhile
-            if wait:
-                self._sleep(abs(wait))
-                waited += abs(wait)
-            # A pause set while we slept voids our slot: everybody waits it out.
-            if wait >= 0 and self.backend.paused_for() <= 0:
-                return waited
+            left = math.inf if budget is None else max(0.0, budget - waited)
+            slot = self.backend.reserve(min(self._horizon, left))
+            if slot.wait < 0 and -slot.wait > min(self._max_pause, left):
+                raise Throttled(-slot.wait)
+            if slot.wait == 0:
+                return replace(slot, wait=waited)  # nothing slept: nothing changed meanwhile
+            self._sleep(abs(slot.wait))
+            waited += abs(slot.wait)
+            if slot.wait < 0:
+                continue  # waited out a pause or a full horizon: ask again
+            # A lesson or a pause while we slept voids the slot: take one at the new pace.
+            now = self.backend.view()
+            if now.pause_left <= 0 and now.epoch == slot.epoch:
+                return replace(slot, wait=waited)

@@ -20,6 +20,7 @@ import orjson
 
 UPDATE_TASK = "phonebatch.update_phone_number"
 SELECT_TASK = "phonebatch.select_numbers"
+READ_TASK = "phonebatch.read_numbers"
 _EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 _ID_BYTES = 16
 

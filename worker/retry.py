@@ -1,8 +1,9 @@
 """The retry policy: what to retry, how long to wait, when to give up or hand back.
 
 Built once from settings (`RetryPolicy.from_settings`), run with tenacity. Waits are
-exponential with full jitter and a cap; a 429 does not wait here but pauses every worker
-through the limiter for its Retry-After, and spends its own, larger budget. A wait longer
+exponential with full jitter and a cap; after a 429 the request waits its Retry-After,
+the limiter learns the pace the API accepts from it (`worker.limiter`), and it spends its
+own, larger budget. A wait longer
 than a worker may hold a slot raises `Deferred`: the item goes back to the queue with a
 countdown and keeps its counts. `sleep` and the random source are parameters, so tests
 check every wait without sleeping.
@@ -22,7 +23,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception
 from config import Settings
 from jobs.metrics import LIMITER_WAIT_SECONDS, RATE_LIMITED, RETRIES
 from worker.errors import DeliveryError, RateLimited, is_retryable
-from worker.limiter import Limiter, Throttled
+from worker.limiter import Limiter, Slot, Throttled
 
 T = TypeVar("T")
 
@@ -62,6 +63,17 @@ class Deferred(Exception):
         super().__init__(f"deferred for {delay:.1f} s")
         self.delay = delay
         self.attempts = attempts
+
+
+class Stopped(Deferred):
+    """The batch was cancelled or paused while its item waited to be sent: send nothing
+    more now. A `Deferred` with no delay, so it carries the attempts so far the same way
+    (reads told apart from updates) to whoever records or parks the item."""
+
+    def __init__(self, state: str, attempts: Attempts | None = None) -> None:
+        super().__init__(0.0, attempts or Attempts())
+        self.args = (f"the batch is {state}",)
+        self.state = state
 
 
 @dataclass(frozen=True)
@@ -120,11 +132,21 @@ class RetryingSender:
         self._clock = clock
         self._in_flight = in_flight or (lambda _: nullcontext())
 
-    def run(self, call: Callable[[], T], attempts: Attempts) -> tuple[T, Attempts]:
+    def run(
+        self,
+        call: Callable[[], T],
+        attempts: Attempts,
+        gate: Callable[[], None] | None = None,
+    ) -> tuple[T, Attempts]:
         """The call's result and the attempts so far, or the last error (with
-        `attempts` set on it), or `Deferred`."""
+        `attempts` set on it), or `Deferred`.
+
+        `gate`, if given, runs before every attempt, after the waits (limiter, in-flight
+        place, backoff) and right before the call: it raises to send nothing. A `Stopped`
+        it raises leaves with the attempts so far."""
         tracker = Attempts(**attempts.as_dict())
         started = self._clock()
+        slots: list[Slot] = []  # the last is the slot of the attempt that just ended
 
         def left() -> float:
             return max(0.0, self.policy.budget - (self._clock() - started))
@@ -133,15 +155,22 @@ class RetryingSender:
             # Every wait counts against the task's budget, so a task never holds its
             # item longer than its claim lease.
             try:
-                LIMITER_WAIT_SECONDS.observe(self.limiter.acquire(budget=left()))
+                slot = self.limiter.acquire(budget=left())
+                LIMITER_WAIT_SECONDS.observe(slot.wait)
+                slots.append(slot)
                 with self._in_flight(left()):
+                    if gate is not None:
+                        gate()
                     tracker.total += 1
                     return call()
             except Throttled as exc:
                 raise Deferred(exc.delay, tracker) from exc
+            except Stopped as exc:
+                exc.attempts = tracker
+                raise
 
         def after(state: RetryCallState) -> None:
-            self._count(tracker, state)
+            self._count(tracker, state, slots[-1] if slots else None)
 
         def sleep(seconds: float) -> None:
             spent = self._clock() - started
@@ -163,13 +192,16 @@ class RetryingSender:
             exc.attempts = tracker.total
             raise
 
-    def _count(self, tracker: Attempts, state: RetryCallState) -> None:
+    def _count(self, tracker: Attempts, state: RetryCallState, slot: Slot | None) -> None:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimited):
             RATE_LIMITED.inc()
             RETRIES.labels("429").inc()
             tracker.rate_limited += 1
-            self.limiter.backend.rate_limited(self.policy.pause_for(error, tracker.rate_limited))
+            # The limiter learns the pace the API accepts from it; the others go on.
+            self.limiter.backend.rate_limited(
+                self.policy.pause_for(error, tracker.rate_limited), slot
+            )
         elif error is not None and is_retryable(error):
             RETRIES.labels(type(error).__name__).inc()
             tracker.failures += 1
@@ -177,5 +209,7 @@ class RetryingSender:
     def _wait(self, tracker: Attempts, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimited):
-            return 0.0  # the limiter holds everyone for the pause
+            # This request waits the API's Retry-After itself (a longer one hands the
+            # item back); it then takes a slot at the pace learned meanwhile.
+            return self.policy.pause_for(error, tracker.rate_limited)
         return self.policy.backoff(tracker.failures)

@@ -19,9 +19,9 @@ from jobs.store_redis import RedisReportStore
 from worker.deferral import Deferrals
 from worker.delivery import WorkItem
 from worker.limiter import Limiter, Pace
-from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend
+from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend, limiter_key
 from worker.messages import UPDATE_TASK, task_message, update_args
-from worker.retry import Deferred, RetryingSender, RetryPolicy
+from worker.retry import Attempts, Deferred, RetryingSender, RetryPolicy
 from worker.vapi import VapiApi, build_api
 
 
@@ -32,6 +32,7 @@ class Runtime:
     store: RedisReportStore
     sender: RetryingSender
     deferrals: Deferrals
+    limiter_key: str = ""  # the shared pace's key: per API and key, never the key
 
     def defer_task(self, task_name: str, args: list[Any], delay: float, argsrepr: str) -> None:
         """Run this task again in `delay` seconds (without holding a worker meanwhile)."""
@@ -47,29 +48,48 @@ class Runtime:
 
     def hand_back(self, item: WorkItem, deferred: Deferred) -> None:
         """Put the item back on the queue in `deferred.delay` seconds, counts kept."""
+        message = self._item_message(item, deferred.attempts)
+        # A little jitter so items handed back together do not return together.
+        self.deferrals.defer(message, deferred.delay * random.uniform(1.0, 1.1))  # noqa: S311
+
+    def park(self, item: WorkItem, attempts: Attempts) -> None:
+        """Keep a paused batch's item (a task message, counts kept) until the batch
+        continues; straight back on the queue if it already has."""
+        message = self._item_message(item, attempts)
+        self.store.park(item.batch_id, self.settings.queue, message)
+
+    def _item_message(self, item: WorkItem, attempts: Attempts) -> str:
+        """The update task of this item, carrying its attempts so far."""
         args = update_args(
             item.batch_id, item.index, item.row, item.number_id,
             json.dumps(item.body, separators=(",", ":")),
         )  # fmt: skip
-        message = task_message(
+        return task_message(
             task_name=UPDATE_TASK,
             task_id=str(uuid.uuid4()),
             args_json=args,
-            kwargs_json=json.dumps({"attempts": deferred.attempts.as_dict()}),
+            kwargs_json=json.dumps(item_kwargs(item, attempts)),
             queue=self.settings.queue,
             origin=f"phonebatch-worker@{socket.gethostname()}",
             argsrepr=f"(batch={item.batch_id}, row={item.row}, id={item.number_id})",
         )
-        # A little jitter so items handed back together do not return together.
-        self.deferrals.defer(message, deferred.delay * random.uniform(1.0, 1.1))  # noqa: S311
+
+
+def item_kwargs(item: WorkItem, attempts: Attempts) -> dict[str, Any]:
+    """An item's task keywords: its attempts, and its read from a listing if it has one."""
+    kwargs: dict[str, Any] = {"attempts": attempts.as_dict()}
+    if item.read is not None:
+        kwargs["read"] = item.read.as_json()
+    return kwargs
 
 
 def pace(settings: Settings) -> Pace:
-    return Pace(
-        limit=settings.rate_limit * settings.rate_headroom,
-        decrease=settings.rate_decrease,
-        recovery_seconds=settings.rate_recovery_seconds,
-    )
+    """PHONEBATCH_RATE_LIMIT: unset, learn the pace; 0, no pace; N, learn it under N."""
+    limit = settings.rate_limit
+    if limit == 0:
+        return Pace(unlimited=True)
+    ceiling = 0.0 if limit is None else limit * settings.rate_headroom
+    return Pace(ceiling=ceiling, start=settings.rate_start)
 
 
 def resilient_redis(url: str) -> redis.Redis:
@@ -91,8 +111,10 @@ def build_runtime(settings: Settings) -> Runtime:
         lease = settings.connect_timeout + settings.read_timeout + settings.write_timeout + 5
         in_flight = RedisInFlightCap(client, settings.max_in_flight, lease=lease).hold
     api = build_api(settings)
+    secret = settings.vapi_api_key.get_secret_value() if settings.vapi_api_key else ""
+    key = limiter_key(settings.vapi_base_url, secret)  # a fingerprint: never the key
     limiter = Limiter(
-        RedisLimiterBackend(client, pace(settings)), max_pause=settings.inline_wait_limit
+        RedisLimiterBackend(client, pace(settings), key), max_pause=settings.inline_wait_limit
     )
     return Runtime(
         settings=settings,
@@ -100,6 +122,7 @@ def build_runtime(settings: Settings) -> Runtime:
         store=RedisReportStore(client, retention_seconds=settings.retention_seconds),
         sender=RetryingSender(RetryPolicy.from_settings(settings), limiter, in_flight=in_flight),
         deferrals=Deferrals(client, settings.queue),
+        limiter_key=key,
     )
 
 

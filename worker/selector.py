@@ -3,7 +3,9 @@ keep those matching the conditions, and give them the batch's values."""
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from functools import partial
 from typing import Any
 
@@ -11,6 +13,7 @@ import redis
 
 from jobs.intake import validate_records
 from jobs.producer import enqueue_items, seeds_of
+from jobs.reads import kept_read
 from jobs.selection import selected_records
 from jobs.store import ReportStore
 from worker.delivery import Sender
@@ -48,6 +51,7 @@ def build_selection(
     page_size: int,
 ) -> int:
     """Add the matching numbers to the batch and queue them; returns how many."""
+    read_at = time.time()  # when the listing began: its reads are at least this fresh
     numbers = list_all(api, sender, page_size)
     records = selected_records(numbers, conditions)
     if not store.begin_selection(batch_id):
@@ -62,6 +66,12 @@ def build_selection(
         store.add_items(batch_id, [])
         return 0
     store.add_items(batch_id, list(seeds_of(intake.items)))
-    enqueue_items(broker, queue, batch_id, intake.items)
+    # The listing is each number's read: its task sends from it, no GET.
+    listed = {str(n["id"]): n for n in numbers}
+    reads = [
+        kept_read(listed.get(item.number_id, {}), json.loads(item.body), read_at)
+        for item in intake.items
+    ]
+    enqueue_items(broker, queue, batch_id, intake.items, reads=reads)
     log.info("batch %s: %d of %d numbers selected", batch_id, len(intake.items), len(numbers))
     return len(intake.items)

@@ -18,6 +18,7 @@ from prometheus_client import start_http_server
 
 from config import Settings
 from config.schedules import find, load_schedules
+from jobs.reads import Read
 from jobs.scheduling import fire
 from jobs.store import ItemRecord
 from jobs.store_redis import RedisReportStore
@@ -28,8 +29,9 @@ from worker.deferral import Deferrals, deferral_pump
 from worker.delivery import WorkItem, deliver
 from worker.errors import DeliveryError
 from worker.logs import about_item, configure
-from worker.messages import SELECT_TASK, UPDATE_TASK
+from worker.messages import READ_TASK, SELECT_TASK, UPDATE_TASK
 from worker.pump import Pump
+from worker.reader import Progress, Reader, account_size_key
 from worker.retry import Attempts, Deferred
 from worker.runtime import Runtime, get_runtime, resilient_redis
 from worker.selector import build_selection
@@ -92,9 +94,12 @@ def update_phone_number(
     number_id: str,
     body: dict[str, Any],
     attempts: dict[str, int] | None = None,
+    read: dict[str, Any] | None = None,
 ) -> None:
     runtime = get_runtime(_settings())
-    item = WorkItem(batch_id, index, row, number_id, body, Attempts.from_dict(attempts))
+    item = WorkItem(
+        batch_id, index, row, number_id, body, Attempts.from_dict(attempts), Read.from_json(read)
+    )
     try:
         with about_item(batch_id, row, number_id):
             _deliver(runtime, item, str(self.request.id))
@@ -116,10 +121,12 @@ def _deliver(runtime: Runtime, item: WorkItem, owner: str) -> ItemRecord | None:
         store=runtime.store,
         sender=runtime.sender,
         hand_back=runtime.hand_back,
+        park=runtime.park,
         auth_failure_limit=runtime.settings.auth_failure_limit,
         lease=runtime.settings.claim_lease,
         owner=owner,
         receipt=receipt_for(owner),
+        max_read_age=runtime.settings.read_max_age,
     )
     if record is not None:
         log.info(
@@ -128,6 +135,38 @@ def _deliver(runtime: Runtime, item: WorkItem, owner: str) -> ItemRecord | None:
             record.attempts,
         )  # fmt: skip
     return record
+
+
+@app.task(name=READ_TASK, ignore_result=True, acks_late=True)
+def read_numbers(batch_id: str, *progress: Any) -> None:
+    """Read one page of the listing for a batch and queue the items it showed."""
+    runtime = get_runtime(_settings())
+    settings = runtime.settings
+    reader = Reader(
+        api=runtime.api, sender=runtime.sender, store=runtime.store,
+        client=runtime.store.client, queue=settings.queue, page_size=settings.list_page_size,
+        account_key=account_size_key(runtime.limiter_key),
+    )  # fmt: skip
+    args: list[Any] = [batch_id, *Progress.from_args(list(progress)).as_args()]
+    try:
+        step = reader.step(batch_id, Progress.from_args(list(progress)), _pace_now(runtime))
+    except Deferred as deferred:
+        runtime.defer_task(READ_TASK, args, deferred.delay, f"(batch={batch_id}, read)")
+        return
+    except DeliveryError as exc:
+        # The listing failed for good (a refused key, say): read number by number.
+        log.warning("batch %s: listing failed (%s); reading by GET", batch_id, exc.message)
+        reader.queue_unread(batch_id)
+        return
+    if step is not None:
+        following, delay = step
+        runtime.defer_task(
+            READ_TASK, [batch_id, *following.as_args()], delay, f"(batch={batch_id}, read)"
+        )
+
+
+def _pace_now(runtime: Runtime) -> float:
+    return runtime.sender.limiter.backend.view().rate
 
 
 @app.task(name=FIRE_TASK, ignore_result=True, acks_late=True)

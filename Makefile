@@ -1,12 +1,16 @@
 # The two commands a fresh clone needs: `make demo` and `make test`.
 # Each creates the virtual environment it needs (.venv) from constraints.txt.
+# `make bench` adds the bench extra (Vapi's SDK, aiohttp: the peers bench/ measures
+# against) and runs the benchmarks: about an hour on 2 cores, BENCH_ROUNDS=1 for a third.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_ROUNDS ?= 3
 
-.PHONY: demo test lint types unit venv clean
+.PHONY: demo test lint types unit venv bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/phonebatch demo
@@ -30,6 +38,13 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint types unit
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.api_pace --rounds $(BENCH_ROUNDS)
+	$(BIN)/python -m bench.rate_limit
+	$(BIN)/python -m bench.throughput --rounds $(BENCH_ROUNDS)
+	$(BIN)/python -m bench.enqueue
+	$(BIN)/python -m bench.reports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +22,10 @@ import redis
 from jobs.intake import read_batch
 from jobs.producer import BatchOptions, submit_batch
 from jobs.services import (
+    ServiceError,
     free_port,
     start_redis_server,
     start_simulator,
-    start_worker,
     stop,
     wait_until,
 )
@@ -40,6 +43,7 @@ class Stack:
     sim_url: str
     workdir: Path
     processes: list[Popen[bytes]] = field(default_factory=list)
+    running_workers: list[Popen[bytes]] = field(default_factory=list)
 
     @property
     def client(self) -> redis.Redis:
@@ -49,8 +53,20 @@ class Stack:
         numbers = generate_numbers(count, seed=seed)
         httpx.post(f"{self.sim_url}/_sim/reset", json=numbers, timeout=30).raise_for_status()
         httpx.post(f"{self.sim_url}/_sim/faults", json=faults, timeout=30).raise_for_status()
+        # Everything the workers keep in Redis goes too (batches, the limiter, the rate it
+        # learned): every run starts cold.
         self.client.flushdb()
         return numbers
+
+    def fault_settings(self) -> dict[str, Any]:
+        """The simulator's fault settings now: its keys are the settings it knows."""
+        found: dict[str, Any] = httpx.get(f"{self.sim_url}/_sim/faults", timeout=10).json()
+        return found
+
+    def numbers_now(self) -> dict[str, dict[str, Any]]:
+        """The simulator's numbers as they are now, by id."""
+        found = httpx.get(f"{self.sim_url}/_sim/numbers", timeout=60).json()
+        return {n["id"]: n for n in found}
 
     def requests(self) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = httpx.get(f"{self.sim_url}/_sim/requests", timeout=60).json()
@@ -68,18 +84,21 @@ class Stack:
         concurrency: int,
         pool: str = "threads",
         processes: int = 1,
-        **env: str,
+        **env: str | None,
     ) -> Iterator[str]:
         """`count` worker commands, each of `processes` processes with `concurrency`
-        threads."""
+        threads. A variable given as None is unset: taken out of the environment the
+        workers inherit, and no `.env` is read (they run in the stack's own directory)."""
         queue = f"bench-{uuid.uuid4().hex[:8]}"
-        full_env = {
+        given = {
             "REDIS_URL": self.redis_url, "VAPI_BASE_URL": self.sim_url, "VAPI_API_KEY": API_KEY,
             "PHONEBATCH_QUEUE": queue, **env,
         }  # fmt: skip
+        full_env = {k: v for k, v in {**os.environ, **given}.items() if v is not None}
         started = [
-            start_worker(
-                env=full_env,
+            _start_worker(
+                full_env,
+                cwd=self.workdir,
                 concurrency=concurrency,
                 log=self.workdir / f"{queue}-w{n}.log",
                 extra=["--pool", pool],
@@ -87,19 +106,54 @@ class Stack:
             )
             for n in range(count)
         ]
+        self.running_workers = started
         try:
             # The clock starts once every process is consuming.
             # Logs of this call only: an earlier call's " ready." lines must not count.
             logs = [self.workdir / f"{queue}-w{n}.log" for n in range(count)]
-            wait_until(
-                lambda: sum(p.read_text().count(" ready.") for p in logs) >= count * processes,
-                timeout=120,
-                what="the workers",
-            )
+            try:
+                wait_until(
+                    lambda: (
+                        sum(p.read_text().count(" ready.") for p in logs) >= count * processes
+                        or any(p.poll() is not None for p in started)
+                    ),
+                    timeout=120,
+                    what="the workers",
+                )
+                if any(p.poll() is not None for p in started):
+                    raise ServiceError("a worker command exited at start")
+            except ServiceError as exc:
+                tails = "".join(f"\n--- {p.name}:\n{p.read_text()[-2000:]}" for p in logs)
+                raise ServiceError(f"{exc}{tails}") from None
             yield queue
         finally:
+            self.running_workers = []
             for process in started:
                 stop(process)
+
+    def worker_cpu(self) -> float:
+        """CPU seconds (user + system) spent so far by the running worker commands and
+        every process under them (`phonebatch worker` is a launcher with children), and by
+        children of theirs that have already exited."""
+        return sum(_cpu_seconds(pid) for pid in _tree([p.pid for p in self.running_workers]))
+
+    def cli(
+        self, *args: str, queue: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """`phonebatch ARGS` against this stack's Redis, as a user would run it; `queue`:
+        the workers' (commands that enqueue, `continue` among them, put tasks on it)."""
+        env = {**os.environ, "REDIS_URL": self.redis_url}
+        if queue is not None:
+            env["PHONEBATCH_QUEUE"] = queue
+        return subprocess.run(
+            [sys.executable, "-m", "jobs.cli", *args],
+            env=env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
 
     def submit(
         self,
@@ -132,6 +186,60 @@ class Stack:
                 return status
             time.sleep(0.1)
         raise TimeoutError(f"batch {batch_id} did not finish in {timeout} s")
+
+
+def _start_worker(
+    env: Mapping[str, str], *, cwd: Path, concurrency: int, log: Path, extra: Sequence[str],
+    processes: int,
+) -> Popen[bytes]:  # fmt: skip
+    """`phonebatch worker` as `jobs.services.start_worker` starts it, but with exactly
+    `env` (not merged into this process's environment) and in `cwd`, where no `.env` is."""
+    argv = [
+        sys.executable, "-m", "jobs.cli", "worker", "--processes", str(processes),
+        "--concurrency", str(concurrency), "--loglevel", "INFO", *extra,
+    ]  # fmt: skip
+    with open(log, "ab") as out:  # the child keeps its own copy of the fd
+        return Popen(
+            argv,
+            env=dict(env),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat from field 3 on (the command name may hold spaces); [] if gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _tree(roots: Sequence[int]) -> list[int]:
+    """`roots` and every live process descending from them."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))):
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of PID and of its children that exited and were waited for."""
+    fields = _stat_fields(pid)
+    return sum(int(v) for v in fields[11:15]) / _TICKS if fields else 0.0
 
 
 @contextmanager

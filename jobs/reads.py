@@ -59,13 +59,29 @@ class Read:
         return 0 <= now - self.at <= max_age
 
 
-def kept_read(number: dict[str, Any], body: dict[str, Any], at: float) -> Read | None:
-    """The part of a listed number an item's task needs, or None if that part holds a
-    secret (the task then reads the number by GET, and nothing secret is kept)."""
-    current = {field: number[field] for field in body if field != "provider" and field in number}
-    if redact(current) != current:
+SECRET_WORDS = ("secret", "token", "password", "credential", "apikey", "api_key", "private")
+
+
+def kept_read(number: dict[str, Any], fields: dict[str, Any], at: float) -> Read | None:
+    """The part of a listed number an item's task needs (the `fields` its body sets), or
+    None if that part holds a secret (the task then reads the number by GET, and nothing
+    secret is kept): a value redaction would hide, or any key in a nested object whose
+    name says secret, which the API may return though no update sends it."""
+    current = {f: number[f] for f in fields if f != "provider" and f in number}
+    if redact(current) != current or _names_a_secret(current):
         return None
     return Read(at, current)
+
+
+def _names_a_secret(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(
+            any(word in str(key).lower() for word in SECRET_WORDS) or _names_a_secret(inner)
+            for key, inner in value.items()
+        )
+    if isinstance(value, list):
+        return any(_names_a_secret(inner) for inner in value)
+    return False
 
 
 def worth_listing(numbers: int, account_size: int | None, page_size: int) -> bool:

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 
 import redis
 
-from jobs.producer import enqueue_items
+from jobs.producer import enqueue_items, reader_message
+from jobs.reads import unread_key
 from jobs.store import BatchState, BatchStatus, ItemStatus, ReportStore, iter_items
 from jobs.validation import BatchItem
 from worker.deferral import deferred_key
-from worker.messages import UPDATE_TASK
+from worker.messages import READ_TASK, UPDATE_TASK
 
 UNACKED_KEY = "unacked"  # kombu's Redis transport defaults
 UNACKED_INDEX_KEY = "unacked_index"
@@ -49,22 +50,35 @@ class TaskCensus:
     deferred: set[int] = field(default_factory=set)
     held: set[int] = field(default_factory=set)  # by a worker, recently: can still run
     stranded: dict[str, tuple[int, str]] = field(default_factory=dict)  # tag -> index, message
+    reading: bool = False  # the batch's listing task is queued, waiting or running
 
     @property
     def live(self) -> set[int]:
-        return self.queued | self.deferred | self.held
+        return (self.queued | self.deferred | self.held) - {READER}
+
+    def note(self, place: set[int], index: int) -> None:
+        if index == READER:
+            self.reading = True
+        place.add(index)
+
+
+READER = -1  # the index `_index_of` gives the batch's listing task (`worker.reader`)
 
 
 def _index_of(message: bytes | str, batch_id: str) -> int | None:
-    """The item index of an update-task message of this batch, else None."""
+    """The item index of an update-task message of this batch, `READER` for its listing
+    task, else None."""
     text = message.decode() if isinstance(message, bytes) else message
     if f"batch={batch_id}," not in text:  # the argsrepr names the batch: skip the rest fast
         return None
     envelope = json.loads(text)
-    if envelope.get("headers", {}).get("task") != UPDATE_TASK:
+    task = envelope.get("headers", {}).get("task")
+    if task not in (UPDATE_TASK, READ_TASK):
         return None  # a selector's listing task, say: it holds no item
     args = json.loads(base64.b64decode(envelope["body"]))[0]
-    return int(args[1]) if args and args[0] == batch_id else None
+    if not args or args[0] != batch_id:
+        return None
+    return READER if task == READ_TASK else int(args[1])
 
 
 def _list_members(client: redis.Redis, key: str) -> Iterator[bytes | str]:
@@ -77,11 +91,11 @@ def census(client: redis.Redis, queue: str, batch_id: str, stale_after: float) -
     found = TaskCensus()
     for message in _list_members(client, queue):
         if (index := _index_of(message, batch_id)) is not None:
-            found.queued.add(index)
+            found.note(found.queued, index)
     deferred: list[bytes] = client.zrange(deferred_key(queue), 0, -1)  # type: ignore[assignment]
     for message in deferred:
         if (index := _index_of(message, batch_id)) is not None:
-            found.deferred.add(index)
+            found.note(found.deferred, index)
     # kombu stamps a delivery with the worker host's clock: compare with a host clock.
     host_now = time.time()
     scored: list[tuple[bytes, float]] = client.zrange(  # type: ignore[assignment]
@@ -101,7 +115,7 @@ def census(client: redis.Redis, queue: str, batch_id: str, stale_after: float) -
             message["headers"]["redelivered"] = True
             found.stranded[tag.decode()] = (index, json.dumps(message))
         else:
-            found.held.add(index)
+            found.note(found.held, index)
     return found
 
 
@@ -119,7 +133,8 @@ def is_stalled(client: redis.Redis, queue: str, status: BatchStatus, stale_after
     seconds, micros = client.time()  # batch times come from the Redis server's clock
     if not is_quiet(status, seconds + micros / 1e6, stale_after):
         return False
-    return not census(client, queue, status.batch_id, stale_after).live
+    found = census(client, queue, status.batch_id, stale_after)
+    return not found.live and not found.reading
 
 
 @dataclass(frozen=True)
@@ -141,10 +156,18 @@ def resume(
         for tag, (_, message) in found.stranded.items()
     )
     covered = found.live | {index for index, _ in found.stranded.values()}
+    # Numbers the listing has yet to show are its to queue: if its task was lost, a new
+    # one lists them again (restored above if it was only stranded).
+    unread: set[str] = {k.decode() for k in client.hkeys(unread_key(batch_id))}  # type: ignore[union-attr]
+    reader_restored = READER in {index for index, _ in found.stranded.values()}
+    if unread and not found.reading and not reader_restored:
+        client.lpush(queue, reader_message(queue, batch_id))
     missing = [
         record
         for record in iter_items(store, batch_id, status.counts.total)
-        if record.status is ItemStatus.PENDING and record.index not in covered
+        if record.status is ItemStatus.PENDING
+        and record.index not in covered
+        and record.number_id not in unread
     ]
     bodies = store.bodies(batch_id, [r.index for r in missing])
     known = [r for r in missing if r.index in bodies]

@@ -143,7 +143,7 @@ class MemoryReportStore:
                 return Ticket(Claim.CANCELLED)
             expiry, holder = entry.claims.get(index, (0.0, ""))
             if entry.status.state is BatchState.PAUSED:
-                if not (expiry > now and holder != owner):
+                if expiry and holder == owner:  # only this run's own claim: see CLAIM
                     entry.claims.pop(index, None)
                 return Ticket(Claim.PAUSED)
             if expiry > now and holder != owner:
@@ -320,5 +320,5 @@ def _counted(batch: BatchStatus, status: ItemStatus, moved: int) -> BatchStatus:
     counts = replace(counts, **{status.value: getattr(counts, status.value) + moved})
     batch = _active(replace(batch, counts=counts), now)
     if counts.pending <= 0 and batch.state in (BatchState.RUNNING, BatchState.PAUSED):
-        batch = replace(batch, state=BatchState.COMPLETED, finished_at=now)
+        batch = replace(batch, state=BatchState.COMPLETED, finished_at=now, paused_at=None)
     return batch

@@ -56,6 +56,7 @@ end
 if pending <= 0 then
   if state == 'running' or state == 'paused' then
     redis.call('HSET', KEYS[1], 'state', 'completed', 'finished_at', stamp)
+    redis.call('HDEL', KEYS[1], 'paused_at')
   end
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
   ended(KEYS[1], KEYS[5], ARGV[6])
@@ -92,7 +93,9 @@ if state == 'cancelled' then
 end
 local lease, owner = lease_of(redis.call('HGET', KEYS[3], ARGV[1]))
 if state == 'paused' then
-  if not (lease and lease > now and owner ~= ARGV[4]) then redis.call('HDEL', KEYS[3], ARGV[1]) end
+  -- Only this run's own claim goes (its task is parked under a new id). Another run's
+  -- lapsed claim stays: it tells the next run it retakes an item perhaps already sent.
+  if lease and owner == ARGV[4] then redis.call('HDEL', KEYS[3], ARGV[1]) end
   return {'paused', '0'}
 end
 if lease and lease > now and owner ~= ARGV[4] then return {'busy', tostring(lease - now)} end

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import redis
 
+from jobs.recovery import is_stalled
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
-from tests.helpers import Simulator, run_cli
+from tests.helpers import Simulator, run_cli, submit_rows, wait_for_batch
 
 pytestmark = pytest.mark.e2e
 
@@ -138,3 +139,57 @@ def test_a_selector_batch_sends_from_its_own_listing(
     assert batch["counts"]["succeeded"] == len(twilio) == 10
     methods = Counter(r["method"] for r in simulator.requests())
     assert methods == {"LIST": 1, "PATCH": 10}
+
+
+def test_a_lost_listing_task_is_stalled_and_resume_lists_again(
+    redis_url: str,
+    redis_client: redis.Redis,
+    simulator: Simulator,
+    start_workers: StartWorkers,
+) -> None:
+    numbers = generate_numbers(30, seed=87)
+    simulator.reset(numbers)
+    queue = "q-lost-reader"
+    rows = [f"{n['id']},{n['provider']},asst_r" for n in numbers]
+    store, batch_id = submit_rows(redis_client, queue, "id,provider,assistantId", rows)
+    assert redis_client.rpop(queue) is not None  # the listing task, lost with Redis's data
+    env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
+    status = store.status(batch_id)
+    assert status is not None
+    assert is_stalled(redis_client, queue, status, stale_after=-1)  # nothing can move it
+
+    resumed = run_cli("resume", batch_id, env=env)
+
+    assert resumed.returncode == 0, resumed.stderr
+    _, workers = start_workers(count=1, concurrency=4, queue=queue)
+    final = wait_for_batch(store, batch_id, workers)
+    assert final.counts.succeeded == 30
+    methods = Counter(r["method"] for r in simulator.requests())
+    assert methods == {"LIST": 1, "PATCH": 30}  # listed again; no item twice, no GET
+
+
+def test_a_rollback_read_through_the_listing_finds_no_false_conflict(
+    tmp_path: Path, redis_url: str, simulator: Simulator, start_workers: StartWorkers
+) -> None:
+    # The batch sets squadId, which the numbers did not have: a rollback cannot put "no
+    # squad" back, but it expects squadId as the batch left it. Its listing read must
+    # hold squadId too, or every number would look changed since.
+    numbers = generate_numbers(12, seed=88)
+    simulator.reset(numbers)
+    queue, _ = start_workers(count=1, concurrency=4)
+    env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
+    path = tmp_path / "squad.csv"
+    path.write_text(
+        "id,provider,assistantId,squadId\n"
+        + "".join(f"{n['id']},{n['provider']},asst_new,squad_1\n" for n in numbers)
+    )
+    moved = _submit(env, str(path))
+    assert moved["counts"]["succeeded"] == 12
+
+    rolled = run_cli("rollback", moved["batch_id"], "--wait", "--json", env=env)
+
+    assert rolled.returncode == 0, rolled.stderr
+    back = json.loads(rolled.stdout)
+    assert back["counts"]["succeeded"] == 12, back
+    assert all(n["assistantId"] == "asst_initial" for n in simulator.numbers().values())
+    assert Counter(r["method"] for r in simulator.requests()) == {"LIST": 2, "PATCH": 24}

@@ -109,6 +109,50 @@ def test_429s_that_keep_coming_hold_everyone_for_the_retry_after() -> None:
     assert slot.wait < 0  # nobody sends during the hold
 
 
+def test_a_429_too_early_to_measure_cuts_by_the_margin_only() -> None:
+    # 80 ms after the first slot there is nothing to measure: the pace is not sent to the
+    # floor, only cut to 95%.
+    pace = Pace(ceiling=40.0, growth=1.0)
+    state, slot = reserve(LimiterState(), 100.0, pace, 30)
+    taught = rate_limited(state, 100.08, pace, 1.0, slot)
+    assert taught.rate == pytest.approx(state.rate * pace.margin)
+
+
+def test_no_lesson_cuts_below_half_the_pace() -> None:
+    # Another client used the API's window: we measure almost nothing accepted.
+    pace = Pace(ceiling=40.0, growth=1.0)
+    state = LimiterState()
+    for tick in range(20):
+        state, slot = reserve(state, 100.0 + tick / 10, pace, 30)
+        state = rate_limited(state, 100.0 + tick / 10 + 0.02, pace, 1.0, Slot(0, -1, slot.at))
+    taught = rate_limited(state, 102.05, pace, 1.0, None)
+    assert taught.rate == pytest.approx(state.rate * 0.5)
+
+
+def test_a_hold_voids_the_queue_of_slots_ahead() -> None:
+    pace = Pace(ceiling=40.0, start=10.0, growth=1.0)
+    state = LimiterState()
+    for _ in range(30):  # three seconds of slots queued ahead
+        state, _ = reserve(state, 100.0, pace, 30)
+    state = rate_limited(state, 100.5, pace, 1.0, None)
+    for n in range(1, 3):
+        state = rate_limited(state, 100.5 + n * 0.05, pace, 1.0, Slot(0, state.epoch))
+    assert state.pause_until == pytest.approx(101.6)
+    assert state.tat == state.pause_until  # not the old queue's end, 3 s away
+    assert all(bucket * 0.1 <= 100.6 for bucket, _ in state.counts)
+    _, slot = reserve(state, 101.7, pace, 30)
+    assert slot.wait == 0.0
+
+
+def test_the_next_lesson_measures_from_the_end_of_the_drain() -> None:
+    pace = Pace(ceiling=40.0, start=10.0, growth=1.0)
+    state = LimiterState()
+    for tick in range(20):
+        state, _ = reserve(state, 100.0 + tick / 10, pace, 30)
+    state = rate_limited(state, 102.05, pace, 1.0, None)
+    assert state.started == state.tat >= 102.05  # measures begin after the drain
+
+
 def test_the_measure_ignores_the_bucket_still_in_flight() -> None:
     pace = Pace(ceiling=40.0, start=10.0, growth=1.0)
     state = LimiterState()
@@ -155,11 +199,11 @@ def backend_for(request: pytest.FixtureRequest) -> Any:
 
 def test_backend_paces_reservations(backend_for: Any) -> None:
     backend = backend_for(Pace(ceiling=40.0, growth=1.0))  # starts at 20/s
-    waits = [backend.reserve(5.0).wait for _ in range(5)]
-    assert waits[0] == pytest.approx(0.0, abs=0.01)
-    for before, after in itertools.pairwise(waits):
-        assert after - before == pytest.approx(0.05, abs=0.01)
-    assert backend.reserve(0.1).wait < 0  # the next slot is 0.25 s away: not reserved
+    slots = [backend.reserve(5.0) for _ in range(5)]
+    assert slots[0].wait == pytest.approx(0.0, abs=0.01)
+    for before, after in itertools.pairwise(slots):  # on the limiter's clock: exact
+        assert after.at - before.at == pytest.approx(0.05, abs=1e-6)
+    assert backend.reserve(0.1).wait < 0  # the next slot is ~0.25 s away: not reserved
 
 
 def test_backend_learns_from_a_429(backend_for: Any) -> None:
@@ -234,6 +278,17 @@ def test_redis_backend_mirrors_the_algorithm(redis_client: redis.Redis) -> None:
     mine, redis_view = ours.view(), theirs.view()
     assert redis_view.epoch == mine.epoch == 1
     assert redis_view.rate == pytest.approx(mine.rate, rel=0.15)
+
+
+def test_a_decayed_memory_is_not_written_back_as_new(redis_client: redis.Redis) -> None:
+    key = "phonebatch:limiter:old-memory"
+    three_days_ago = float(redis_client.time()[0]) - 3 * 86_400
+    redis_client.set(f"{key}:learned", f"100|{three_days_ago}")
+    backend = RedisLimiterBackend(redis_client, Pace(), key)
+    for _ in range(5):
+        backend.reserve(5.0)
+    assert backend.view().rate == pytest.approx(25.0, rel=0.01)  # halved twice
+    assert redis_client.get(f"{key}:learned") == f"100|{three_days_ago}".encode()
 
 
 def test_the_learned_rate_is_where_the_next_batch_starts(redis_client: redis.Redis) -> None:

@@ -329,6 +329,28 @@ def test_pause_holds_claims_and_continue_sends_the_parked_first(store: ReportSto
     assert _queue(store, "q")[0] == "late" and store.parked("b1") == []
 
 
+def test_a_pause_keeps_a_dead_runs_lapsed_claim(store: ReportStore) -> None:
+    # A run that died holding item 0 may have sent it: after pause and continue, the next
+    # run must still see that it retakes the item, not that it is the first.
+    _create(store, total=2)
+    assert store.claim("b1", 0, 0.01, "dead-run").claim is Claim.CLAIMED
+    time.sleep(0.02)
+    store.pause("b1")
+    assert store.claim("b1", 0, 60, "parked-run").claim is Claim.PAUSED
+    store.continue_batch("b1", "q")
+    assert store.claim("b1", 0, 60, "next-run").claim is Claim.RETAKEN
+
+
+def test_a_paused_batch_whose_last_item_lands_is_completed(store: ReportStore) -> None:
+    _create(store, total=1)
+    assert store.claim("b1", 0, 60, "in-flight").claim is Claim.CLAIMED
+    store.pause("b1")
+    assert _outcome(store, 0, ItemStatus.SUCCEEDED)
+    done = store.status("b1")
+    assert done is not None and done.state is BatchState.COMPLETED
+    assert done.paused_at is None
+
+
 def test_continue_puts_parked_tasks_back_on_the_workers_queue(store: ReportStore) -> None:
     # Whoever continues may run with another PHONEBATCH_QUEUE than the workers: the
     # parked tasks go back where they came from, not where the caller looks.

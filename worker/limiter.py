@@ -12,24 +12,30 @@ every worker together). `tests/test_limiter_contract.py` runs the same tests on 
 
 - Slots (GCRA): each request reserves the next slot `1 / rate` after the previous one,
   so no burst goes over the rate. Every reserved slot is counted in 100 ms buckets.
-- Slow start: with nothing learned, the rate starts at `Pace.start` (or 3/4 of the
-  ceiling) and grows x`growth` per second while every slot is taken, up to the ceiling.
-- Learning: a 429 un-counts its request, measures the requests accepted over the last
-  second (or since the last lesson) and sets the rate to `margin` x that. Requests
-  already waiting for a slot of the old rate re-reserve (the `epoch` moves), and the
-  next slot waits until the last second holds fewer requests than were accepted, so a
-  window that is full drains first. The request that got the 429 waits its own
-  Retry-After (`worker.retry`); the others go on at the learned rate.
+- Slow start: with nothing learned, the rate starts at `Pace.start` (or `COLD_SHARE` of
+  the ceiling) and grows x`growth` per second while every slot is taken, up to the
+  ceiling.
+- Learning: a 429 un-counts its request, measures the requests accepted lately (about
+  `SAMPLE` requests, over 0.5 s .. `MEASURE`, never across a lesson's drain, a hold or an
+  idle gap) and sets the rate to `margin` x that: a lesson within `STRIKE_SPAN` of the
+  last cuts at least to `STREAK_CUT`, and none cuts below `MAX_CUT` of the rate (a
+  measure too short to trust only cuts to `margin`). Requests already waiting for a
+  slot of the old rate re-reserve (the `epoch` moves), and the next slot waits until
+  the last second holds fewer requests than were accepted, so a window that is full
+  drains first. The request that got the 429 waits its own Retry-After
+  (`worker.retry`); the others go on at the learned rate.
 - Probing: above the learned rate, the rate grows by `probe` per second while every slot
   is taken, so a limit that rises (or a lesson too cautious) is found again.
-- Hold: only when 429s keep coming (a third lesson within `STRIKE_SPAN`, or
-  `QUICK_REJECTS` 429s right after a lesson) does every worker stop until the API's
-  Retry-After has passed, and the rate is cut by `HOLD_CUT`.
+- Hold: only when 429s keep coming (`QUICK_REJECTS` 429s at the new pace within `SETTLE`
+  of a lesson) does every worker stop until the API's Retry-After has passed; the rate
+  is cut by `HOLD_CUT` and climbs back quickly (slow start) to `HOLD_SSTHRESH` of it.
 - Unlimited (`Pace.unlimited`): no slots; a 429 pauses every worker for its Retry-After.
 
 What was learned is remembered (`Remembered`) for the next batch on the same API and
-key: used as it is for `TRUST_SECONDS`, then halved every further day
-(`remembered_start`); the Redis backend forgets it after a week.
+key: used as it is for `TRUST_SECONDS`, then halved every further day, but never
+started below `Pace.start` (`remembered_start`). The Redis backend remembers each lesson,
+each hold and, every few seconds, a rate probed above a lesson, and forgets it all after
+a week unused.
 """
 
 from __future__ import annotations
@@ -47,13 +53,14 @@ MAX_HORIZON = 30.0  # no slot is reserved further ahead than this
 WINDOW = 1.0  # the window most APIs count in: a lesson drains the last one
 MEASURE = 2.0  # the longest span accepted requests are measured over
 SAMPLE = 20  # requests a measure should hold: counts are whole numbers
-FLOOR = 0.01  # (requests/s) the least rate a measure's span is sized for
 SETTLE = 0.25  # seconds after a lesson before another 429 may teach again
 STRIKE_SPAN = 3.0  # lessons this close together count as one streak
 QUICK_REJECTS = 2  # 429s within SETTLE of a lesson, at its rate, before every worker holds
 HOLD_CUT = 0.7  # a hold multiplies the rate by this...
 HOLD_SSTHRESH = 0.8  # ...and it climbs back quickly (slow start) up to this share
 STREAK_CUT = 0.85  # a lesson within STRIKE_SPAN of the last cuts the rate at least this much
+MAX_CUT = 0.5  # no lesson cuts the rate below this share of it
+MIN_MEASURE = 0.5  # seconds: a shorter measure is not trusted
 TRUST_SECONDS = 86_400.0  # a remembered rate is used as it is for a day...
 HALF_LIFE_SECONDS = 86_400.0  # ...then halves each further day
 COLD_SHARE = 0.5  # with a ceiling and nothing learned, start at this share of it
@@ -70,6 +77,10 @@ class Pace:
     probe: float = 0.005  # above what was learned: + this share per second while saturated
     margin: float = 0.95  # pace at this share of the accepted rate measured at a 429
     floor: float = 0.2  # the rate never goes below this (requests/s)
+
+    def __post_init__(self) -> None:
+        if self.floor <= 0 or self.start <= 0 or self.growth < 1:
+            raise ValueError("a pace needs floor > 0, start > 0 and growth >= 1")
 
     def clamp(self, rate: float) -> float:
         top = self.ceiling if self.ceiling > 0 else math.inf
@@ -105,7 +116,7 @@ class LimiterState:
     learned_at: float = -math.inf
     strikes: int = 0  # lessons in the current streak
     quick: int = 0  # 429s at the current pace within SETTLE of its lesson
-    started: float = 0.0  # the first slot: nothing before it was measured
+    started: float = 0.0  # measures begin here: after an idle gap, a lesson's drain, a hold
     counts: tuple[tuple[int, int], ...] = ()  # see `Counts`
 
 
@@ -138,14 +149,18 @@ def remembered_start(remembered: Remembered, now: float) -> float:
     return remembered.rate * math.pow(0.5, halvings)
 
 
-def start_state(pace: Pace, remembered: Remembered | None, now: float) -> LimiterState:
-    """Where a limiter with no state begins: what worked last time, or a slow start."""
+def start_state(
+    pace: Pace, remembered: Remembered | None, now: float, state: LimiterState | None = None
+) -> LimiterState:
+    """Where a limiter with no rate begins: what worked last time, or a slow start. Only
+    the rate's fields are set; the rest of `state` (a pause, the epoch) stands."""
+    state = state or LimiterState()
     if remembered is not None and remembered.rate > 0:
         threshold = pace.clamp(remembered.rate)
         rate = min(threshold, pace.clamp(max(pace.start, remembered_start(remembered, now))))
-        return LimiterState(rate=rate, rate_at=now, ssthresh=threshold)
+        return replace(state, rate=rate, rate_at=now, ssthresh=threshold)
     rate = pace.ceiling * COLD_SHARE if pace.ceiling > 0 else pace.start
-    return LimiterState(rate=pace.clamp(rate), rate_at=now)
+    return replace(state, rate=pace.clamp(rate), rate_at=now, ssthresh=math.inf)
 
 
 def advance(state: LimiterState, now: float, pace: Pace) -> LimiterState:
@@ -183,7 +198,8 @@ def reserve(
     if pace.unlimited:
         return state, Slot(0.0, state.epoch)
     if state.rate <= 0:
-        state = start_state(pace, remembered, now)
+        state = start_state(pace, remembered, now, state)
+    idle = state.tat < now - WINDOW  # nothing sent for a while: measure from here on
     state = advance(state, now, pace)
     start = max(state.tat, now)
     wait = start - now
@@ -193,25 +209,28 @@ def reserve(
         state,
         tat=start + 1.0 / rate_at_slot(state, wait, pace),
         counts=_add(state.counts, bucket_of(start), 1),
-        started=state.started or start,
+        started=start if idle or not state.started else state.started,
     )
     return state, Slot(wait, state.epoch, start)
 
 
-def accepted_rate(state: LimiterState, now: float) -> float:
+def accepted_rate(state: LimiterState, now: float) -> float | None:
     """Requests per second the API took (reserved and not refused) lately: over about
-    `SAMPLE` requests, within 0.5 s .. `MEASURE` (1 s in slow start, where the rate
-    doubles each second and older counts say little), since the first slot or the end
-    of the last hold (idle time proves nothing)."""
+    `SAMPLE` requests, within `MIN_MEASURE` .. `MEASURE` (1 s in slow start, where the
+    rate doubles each second and older counts say little), and only since `started` (a
+    drain, a hold or an idle gap proves nothing). None when that is shorter than
+    `MIN_MEASURE`: too few requests to tell."""
     in_slow_start = state.rate < state.ssthresh
-    span = min(1.0 if in_slow_start else MEASURE, max(0.5, SAMPLE / max(state.rate, FLOOR)))
+    span = min(1.0 if in_slow_start else MEASURE, max(MIN_MEASURE, SAMPLE / state.rate))
     # Whole buckets, up to the last complete one: requests of the current bucket are
     # in flight or not sent yet, and many of those may still be refused.
     end = bucket_of(now) * BUCKET
-    since = max(end - span, state.started, min(state.pause_until, end - BUCKET))
+    since = max(end - span, state.started)
+    if end - since < MIN_MEASURE:
+        return None
     first = bucket_of(since)
     begin = since if since > first * BUCKET else first * BUCKET  # nothing before `since`
-    return _counted(state.counts, first, bucket_of(now) - 1) / max(BUCKET, end - begin)
+    return _counted(state.counts, first, bucket_of(now) - 1) / (end - begin)
 
 
 def drained_at(state: LimiterState, now: float, accepted: float) -> float:
@@ -234,11 +253,17 @@ def _hold(state: LimiterState, until: float, pace: Pace) -> LimiterState:
     """Every worker waits until `until`, then starts slower and climbs back quickly
     (slow start) to a little under the pace that kept being refused."""
     return replace(
-        state, pause_until=max(state.pause_until, until), tat=max(state.tat, until),
+        state, pause_until=max(state.pause_until, until), tat=until, started=until,
         rate=pace.clamp(state.rate * HOLD_CUT), rate_at=until,
         ssthresh=pace.clamp(state.rate * HOLD_SSTHRESH), epoch=state.epoch + 1,
-        learned_at=until, strikes=0, quick=0,
+        learned_at=until, strikes=0, quick=0, counts=_past(state.counts, until),
     )  # fmt: skip
+
+
+def _past(counts: Counts, now: float) -> Counts:
+    """The counts without slots still ahead: those are void once the epoch moves."""
+    last = bucket_of(now)
+    return tuple((b, n) for b, n in counts if b <= last)
 
 
 def rate_limited(
@@ -256,20 +281,20 @@ def rate_limited(
         if state.quick + 1 >= QUICK_REJECTS:
             return _hold(state, until, pace)
         return replace(state, quick=state.quick + 1)
-    accepted = accepted_rate(state, now)
+    measured = accepted_rate(state, now)
     strikes = state.strikes + 1 if now - state.learned_at < STRIKE_SPAN else 1
     # A lesson soon after another: the last one was too bold (a burst the API allowed
     # once, a window's edge), so this one cuts at least by STREAK_CUT.
     top = state.rate * (STREAK_CUT if strikes > 1 else pace.margin)
-    rate = pace.clamp(min(top, accepted * pace.margin))
-    future = bucket_of(now)
-    learned = replace(
+    taught = top if measured is None else min(top, measured * pace.margin)
+    rate = pace.clamp(max(taught, state.rate * MAX_CUT))
+    drained = drained_at(state, now, state.rate if measured is None else measured)
+    return replace(
         state,
         rate=rate, rate_at=now, ssthresh=rate, epoch=state.epoch + 1, learned_at=now,
-        strikes=strikes, quick=0, tat=drained_at(state, now, accepted),
-        counts=tuple((b, n) for b, n in state.counts if b <= future),
+        strikes=strikes, quick=0, tat=drained, started=drained,
+        counts=_past(state.counts, now),
     )  # fmt: skip
-    return learned
 
 
 @dataclass(frozen=True, slots=True)

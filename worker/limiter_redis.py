@@ -42,8 +42,9 @@ _CONSTANTS = (
     f"local SETTLE, SPAN, QUICK = {algo.SETTLE!r}, {algo.STRIKE_SPAN!r}, {algo.QUICK_REJECTS}\n"
     f"local CUT, HOLD_SS, STREAK = {algo.HOLD_CUT!r}, {algo.HOLD_SSTHRESH!r}, "
     f"{algo.STREAK_CUT!r}\n"
-    f"local MEASURE, SAMPLE, LEAST = {algo.MEASURE!r}, {algo.SAMPLE}, {algo.FLOOR!r}\n"
-    f"local REMEMBER = {REMEMBER_SECONDS}\n"
+    f"local MEASURE, SAMPLE, MIN_MEASURE = {algo.MEASURE!r}, {algo.SAMPLE}, "
+    f"{algo.MIN_MEASURE!r}\n"
+    f"local MAX_CUT, REMEMBER = {algo.MAX_CUT!r}, {REMEMBER_SECONDS}\n"
 )
 _PRELUDE = _CONSTANTS + (
     """
@@ -55,7 +56,7 @@ local margin, floor_rate = tonumber(ARGV[6]), tonumber(ARGV[7])
 local s = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'rate_at', 'ssthresh', 'pause_until',
                      'epoch', 'learned_at', 'strikes', 'quick', 'started', 'saved_at')
 local tat, rate, rate_at = tonumber(s[1]) or 0, tonumber(s[2]) or 0, tonumber(s[3]) or 0
-local ssthresh = tonumber(s[4]) or 0  -- 0: none yet (slow start until a lesson)
+local ssthresh = tonumber(s[4]) or 0  -- 0: none (Python's inf: slow start until a lesson)
 local pause_until, epoch = tonumber(s[5]) or 0, tonumber(s[6]) or 0
 local learned_at, strikes = tonumber(s[7]) or -1e18, tonumber(s[8]) or 0
 local quick, started, saved_at = tonumber(s[9]) or 0, tonumber(s[10]) or 0, tonumber(s[11]) or 0
@@ -65,6 +66,7 @@ local function clamp(r)
   if ceiling > 0 then top = ceiling end
   return math.min(top, math.max(floor_rate, r))
 end
+local function slow_start() return ssthresh <= 0 or rate < ssthresh end
 local function bucket_of(t) return math.floor(t / BUCKET) end
 local function count_of(b)
   local v = redis.call('HGET', KEYS[1], 'b' .. (b % RING))
@@ -76,8 +78,13 @@ end
 local function set_count(b, n)
   redis.call('HSET', KEYS[1], 'b' .. (b % RING), b .. ':' .. math.max(0, n))
 end
-local function remember()
-  redis.call('SET', KEYS[2], num(rate) .. '|' .. num(now), 'EX', REMEMBER)
+local function void_ahead()  -- _past: slots still ahead are void once the epoch moves
+  for b = bucket_of(now) + 1, bucket_of(tat) do
+    if count_of(b) > 0 then set_count(b, 0) end
+  end
+end
+local function remember(value)
+  redis.call('SET', KEYS[2], num(value) .. '|' .. num(now), 'EX', REMEMBER)
   saved_at = now
 end
 local function save()
@@ -97,7 +104,7 @@ RESERVE = _PRELUDE + (
     """
 if now < pause_until then return {num(now - pause_until), epoch, '0'} end
 if unlimited then return {'0', epoch, '0'} end
-if rate <= 0 then  -- start_state
+if rate <= 0 then  -- start_state: only the rate's fields
   local mrate, mat = nil, nil
   local mem = redis.call('GET', KEYS[2])
   if mem then
@@ -116,9 +123,10 @@ if rate <= 0 then  -- start_state
   end
   rate_at = now
 end
+local idle = tat < now - WINDOW
 local elapsed = math.max(0, now - rate_at)  -- advance
 if tat > now and elapsed > 0 then
-  if ssthresh <= 0 or rate < ssthresh then
+  if slow_start() then
     local grown = rate * growth ^ elapsed
     if ssthresh > 0 then grown = math.min(ssthresh, grown) end
     rate = clamp(grown)
@@ -134,15 +142,15 @@ if wait > tonumber(ARGV[8]) then
   return {num(-wait), epoch, '0'}
 end
 local spaced = rate  -- rate_at_slot
-if ssthresh <= 0 or rate < ssthresh then
+if slow_start() then
   spaced = clamp(rate * growth ^ wait)
   if ssthresh > 0 then spaced = math.min(ssthresh, spaced) end
 end
 tat = slot + 1 / spaced
 local b = bucket_of(slot)
 set_count(b, count_of(b) + 1)
-if started == 0 then started = slot end
-if ssthresh > 0 and now - saved_at >= 5 then remember() end  -- probing above a lesson
+if idle or started == 0 then started = slot end
+if not slow_start() and now - saved_at >= 5 then remember(rate) end  -- probing above
 save()
 return {num(wait), epoch, num(slot)}
 """
@@ -160,13 +168,14 @@ if slot_at > 0 then
 end
 local hold_to = now + tonumber(ARGV[8])
 local function hold()
+  void_ahead()
   pause_until = math.max(pause_until, hold_to)
-  tat = math.max(tat, hold_to)
+  tat, started = hold_to, hold_to
   ssthresh = clamp(rate * HOLD_SS)
   rate = clamp(rate * CUT)
   rate_at, epoch, learned_at = hold_to, epoch + 1, hold_to
   strikes, quick = 0, 0
-  remember()
+  remember(ssthresh)
 end
 if unlimited or rate <= 0 then
   pause_until = math.max(pause_until, hold_to)
@@ -182,20 +191,24 @@ if now - learned_at < SETTLE then
   save()
   return 'settling'
 end
--- accepted_rate
+-- accepted_rate: nil when the measure would be too short to trust
 local span = MEASURE
-if ssthresh <= 0 or rate < ssthresh then span = 1.0 end
-span = math.min(span, math.max(0.5, SAMPLE / math.max(rate, LEAST)))
+if slow_start() then span = 1.0 end
+span = math.min(span, math.max(MIN_MEASURE, SAMPLE / rate))
 local last = bucket_of(now)
 local stop = last * BUCKET
-local since = math.max(stop - span, started, math.min(pause_until, stop - BUCKET))
-local first = bucket_of(since)
-local begin = first * BUCKET
-if since > begin then begin = since end
-local counted = 0
-for b = first, last - 1 do counted = counted + count_of(b) end
-local accepted = counted / math.max(BUCKET, stop - begin)
+local since = math.max(stop - span, started)
+local measured = nil
+if stop - since >= MIN_MEASURE then
+  local first = bucket_of(since)
+  local begin = first * BUCKET
+  if since > begin then begin = since end
+  local counted = 0
+  for b = first, last - 1 do counted = counted + count_of(b) end
+  measured = counted / (stop - begin)
+end
 -- drained_at: the oldest requests of the last WINDOW must leave it first
+local accepted = measured or rate
 local excess = -math.max(0, math.floor(accepted) - 1)
 local oldest = bucket_of(now - WINDOW)
 for b = oldest, last do
@@ -209,15 +222,16 @@ for b = oldest, last do
     if excess <= 0 then drained = math.min(now + WINDOW, (b + 1) * BUCKET + WINDOW) end
   end
 end
-for b = last + 1, bucket_of(tat) do  -- slots reserved at the old pace are void
-  if count_of(b) > 0 then set_count(b, 0) end
-end
+void_ahead()
 if now - learned_at < SPAN then strikes = strikes + 1 else strikes = 1 end
 local top = rate * margin
 if strikes > 1 then top = rate * STREAK end
-rate = clamp(math.min(top, accepted * margin))
-rate_at, ssthresh, epoch, learned_at, quick, tat = now, rate, epoch + 1, now, 0, drained
-remember()
+local taught = top
+if measured then taught = math.min(top, measured * margin) end
+rate = clamp(math.max(taught, rate * MAX_CUT))
+rate_at, ssthresh, epoch, learned_at, quick = now, rate, epoch + 1, now, 0
+tat, started = drained, drained
+remember(rate)
 save()
 return 'learned'
 """

@@ -29,7 +29,9 @@ from worker.vapi import VapiApi
 
 log = logging.getLogger(__name__)
 
-AHEAD = 0.7  # the next page is read when about this share of a page's sends is done
+AHEAD = 0.3  # the next page is read when this share of the last page's items is left
+POLL = 0.5  # seconds between looks at how far the sends are
+PAUSED_POLL = 2.0  # seconds between looks at a paused batch
 ACCOUNT_SIZE_SECONDS = 7 * 86_400
 
 
@@ -46,14 +48,15 @@ class Progress:
     pages: int = 0
     found: int = 0  # numbers of the batch the pages showed
     listed: int = 0  # numbers the pages showed in all
+    last: int = 0  # numbers of the batch the last page showed
 
     def as_args(self) -> list[Any]:
-        return [self.cursor, self.pages, self.found, self.listed]
+        return [self.cursor, self.pages, self.found, self.listed, self.last]
 
     @classmethod
     def from_args(cls, args: list[Any]) -> Progress:
-        cursor, pages, found, listed = ([*args, None, 0, 0, 0])[:4]
-        return cls(cursor, int(pages or 0), int(found or 0), int(listed or 0))
+        cursor, pages, found, listed, last = [*args, None, 0, 0, 0, 0][:5]
+        return cls(cursor, int(pages or 0), int(found or 0), int(listed or 0), int(last or 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +69,24 @@ class Reader:
     page_size: int
     account_key: str  # where the account's size is remembered
 
-    def step(self, batch_id: str, progress: Progress, rate: float) -> tuple[Progress, float] | None:
-        """Read one page (or decide not to); returns the next step and when to take it
-        (seconds from now), or None when the listing is over."""
+    def step(self, batch_id: str, progress: Progress) -> tuple[Progress, float] | None:
+        """Read one page (or decide not to, or not yet); returns the next step and when
+        to take it (seconds from now), or None when the listing is over."""
         status = self.store.status(batch_id)
         if status is None or status.state in (BatchState.CANCELLED, BatchState.COMPLETED):
             self.client.delete(unread_key(batch_id))  # a cancel marked the items already
             return None
         if status.state is BatchState.PAUSED:
-            return progress, 1.0  # no read while paused: it would be stale on continue
+            return progress, PAUSED_POLL  # no read while paused: it would be stale after
         unread = int(self.client.hlen(unread_key(batch_id)))
         if progress.pages == 0 and not worth_listing(unread, self._account_size(), self.page_size):
             self.queue_unread(batch_id)
             return None
+        # Just ahead of the sends: the last page's items must be mostly sent first, or
+        # their reads would age while they wait.
+        waiting = status.counts.pending - unread  # queued with their reads, not done yet
+        if progress.pages and waiting > AHEAD * progress.last:
+            return progress, POLL
         result, _ = self.sender.run(
             partial(self.api.list_phone_numbers, self.page_size, progress.cursor), Attempts()
         )
@@ -87,8 +95,9 @@ class Reader:
         queued = self._queue_found(batch_id, page, at, status.mode is BatchMode.ROLLBACK)
         cursor = min((str(n.get("createdAt", "")) for n in page), default=None)
         done = Progress(
-            cursor, progress.pages + 1, progress.found + queued, progress.listed + len(page)
-        )
+            cursor, progress.pages + 1, progress.found + queued, progress.listed + len(page),
+            queued,
+        )  # fmt: skip
         full = len(page) >= self.page_size and cursor != progress.cursor
         if not full:
             self.client.set(self.account_key, done.listed, ex=ACCOUNT_SIZE_SECONDS)
@@ -98,7 +107,7 @@ class Reader:
             batch_id, done.pages, queued, left,
         )  # fmt: skip
         if keep_listing(done.pages, done.found, left, full):
-            return done, (queued / rate * AHEAD) if rate > 0 else 0.0
+            return done, POLL
         self.queue_unread(batch_id)
         return None
 
@@ -122,7 +131,10 @@ class Reader:
             return 0
         listed = {str(n["id"]): n for n in page}
         items, indexes = self._items(batch_id, hits)
-        reads = [kept_read(listed[item.number_id], json.loads(item.body), at) for item in items]
+        reads = [
+            kept_read(listed[item.number_id], self._fields(batch_id, item, index, rollback), at)
+            for item, index in zip(items, indexes, strict=True)
+        ]
         enqueue_items(self.client, self.queue, batch_id, items, indexes=indexes, reads=reads)
         self.client.hdel(key, *hits)  # only once queued: a crash between queues twice
         return len(items)

@@ -147,15 +147,20 @@ def read_numbers(batch_id: str, *progress: Any) -> None:
         client=runtime.store.client, queue=settings.queue, page_size=settings.list_page_size,
         account_key=account_size_key(runtime.limiter_key),
     )  # fmt: skip
-    args: list[Any] = [batch_id, *Progress.from_args(list(progress)).as_args()]
+    now = Progress.from_args(list(progress))
     try:
-        step = reader.step(batch_id, Progress.from_args(list(progress)), _pace_now(runtime))
-    except Deferred as deferred:
-        runtime.defer_task(READ_TASK, args, deferred.delay, f"(batch={batch_id}, read)")
+        step = reader.step(batch_id, now)
+    except Deferred as deferred:  # the API asked for a long pause: list this page later
+        runtime.defer_task(
+            READ_TASK, [batch_id, *now.as_args()], deferred.delay, f"(batch={batch_id}, read)"
+        )
         return
-    except DeliveryError as exc:
-        # The listing failed for good (a refused key, say): read number by number.
-        log.warning("batch %s: listing failed (%s); reading by GET", batch_id, exc.message)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("batch %s: Redis unavailable while listing (%s); requeued", batch_id, exc)
+        raise Reject(str(exc), requeue=True) from exc
+    except Exception as exc:  # a refused key, a bug: the items must still go, read by GET
+        message = exc.message if isinstance(exc, DeliveryError) else repr(exc)
+        log.warning("batch %s: listing failed (%s); reading by GET", batch_id, message)
         reader.queue_unread(batch_id)
         return
     if step is not None:
@@ -163,10 +168,6 @@ def read_numbers(batch_id: str, *progress: Any) -> None:
         runtime.defer_task(
             READ_TASK, [batch_id, *following.as_args()], delay, f"(batch={batch_id}, read)"
         )
-
-
-def _pace_now(runtime: Runtime) -> float:
-    return runtime.sender.limiter.backend.view().rate
 
 
 @app.task(name=FIRE_TASK, ignore_result=True, acks_late=True)

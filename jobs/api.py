@@ -310,10 +310,7 @@ def _batch_routes(
     def cancel_batch(batch_id: str) -> JSONResponse:
         _existing(store, batch_id)
         final = store.cancel(batch_id)
-        if final is None:
-            raise ApiError(404, f"no batch {batch_id!r}")
-        code = 200 if final.state is BatchState.CANCELLED else 409
-        return JSONResponse(status_dict(final), code)
+        return _changed(batch_id, final, final is not None and final.state is BatchState.CANCELLED)
 
     @api.post(
         "/batches/{batch_id}/rollback", status_code=202, dependencies=authorized, tags=["batches"]
@@ -356,20 +353,21 @@ def _hold_routes(
         """As `phonebatch pause`: no new request starts; `409` if the batch had ended."""
         _existing(store, batch_id)
         final = store.pause(batch_id)
-        if final is None:
-            raise ApiError(404, f"no batch {batch_id!r}")
-        code = 200 if final.state is BatchState.PAUSED else 409
-        return JSONResponse(status_dict(final), code)
+        return _changed(batch_id, final, final is not None and final.state is BatchState.PAUSED)
 
     @api.post("/batches/{batch_id}/continue", dependencies=authorized, tags=["batches"])
     def continue_batch(batch_id: str) -> JSONResponse:
         """As `phonebatch continue`; `409` if the batch was not paused."""
         _existing(store, batch_id)
         answer = store.continue_batch(batch_id, settings.queue)
-        if answer is None:
-            raise ApiError(404, f"no batch {batch_id!r}")
-        went_on, final = answer
-        return JSONResponse(status_dict(final), 200 if went_on else 409)
+        return _changed(batch_id, answer and answer[1], bool(answer and answer[0]))
+
+
+def _changed(batch_id: str, final: BatchStatus | None, done: bool) -> JSONResponse:
+    """The answer to a cancel, pause or continue: the status, `409` if it changed nothing."""
+    if final is None:
+        raise ApiError(404, f"no batch {batch_id!r}")
+    return JSONResponse(status_dict(final), 200 if done else 409)
 
 
 class Selection(BaseModel):

@@ -456,17 +456,11 @@ def cancel(batch_id: str, as_json: JsonOpt = False) -> None:
     store = _store()
     _status(store, batch_id)
     final = store.cancel(batch_id)
-    if final is None:
-        raise CliError(f"no batch {batch_id!r}")
-    if as_json:
-        out.print_json(data=status_dict(final))
-    elif final.state is BatchState.CANCELLED:
-        out.print(f"Batch {batch_id} cancelled: {summary_line(final)}")
-        if final.counts.pending:
-            out.print(f"  {final.counts.pending} requests in flight will finish and be recorded")
-    else:
-        out.print(f"Batch {batch_id} had already {final.state.value}: {summary_line(final)}")
-    raise typer.Exit(EXIT_OK if final.state is BatchState.CANCELLED else EXIT_FAILED)
+    done = final is not None and final.state is BatchState.CANCELLED
+    lines = [f"Batch {batch_id} cancelled"]
+    if final is not None and final.counts.pending:
+        lines.append(f"  {final.counts.pending} requests in flight will finish and be recorded")
+    _changed(batch_id, final, done, lines, as_json)
 
 
 @app.command()
@@ -475,16 +469,9 @@ def pause(batch_id: str, as_json: JsonOpt = False) -> None:
     store = _store()
     _status(store, batch_id)
     final = store.pause(batch_id)
-    if final is None:
-        raise CliError(f"no batch {batch_id!r}")
-    if as_json:
-        out.print_json(data=status_dict(final))
-    elif final.state is BatchState.PAUSED:
-        out.print(f"Batch {batch_id} paused: {summary_line(final)}")
-        out.print(f"  go on with: phonebatch continue {batch_id}")
-    else:
-        out.print(f"Batch {batch_id} had already {final.state.value}: {summary_line(final)}")
-    raise typer.Exit(EXIT_OK if final.state is BatchState.PAUSED else EXIT_FAILED)
+    done = final is not None and final.state is BatchState.PAUSED
+    lines = [f"Batch {batch_id} paused", f"  go on with: phonebatch continue {batch_id}"]
+    _changed(batch_id, final, done, lines, as_json)
 
 
 @app.command("continue")
@@ -493,16 +480,34 @@ def continue_(batch_id: str, as_json: JsonOpt = False) -> None:
     store = _store()
     _status(store, batch_id)
     answer = store.continue_batch(batch_id, settings().queue)
-    if answer is None:
+    final = answer[1] if answer else None
+    state = final.state.value if final else ""
+    went_on = bool(answer and answer[0])
+    lines = [f"Batch {batch_id} continues ({state})"]
+    _changed(batch_id, final, went_on, lines, as_json, f"Batch {batch_id} is not paused ({state})")
+
+
+def _changed(
+    batch_id: str,
+    final: BatchStatus | None,
+    done: bool,
+    lines: list[str],
+    as_json: bool,
+    refused: str | None = None,
+) -> None:
+    """Say how a cancel, pause or continue went, and exit 0 if it changed the batch."""
+    if final is None:
         raise CliError(f"no batch {batch_id!r}")
-    went_on, final = answer
     if as_json:
         out.print_json(data=status_dict(final))
-    elif went_on:
-        out.print(f"Batch {batch_id} continues ({final.state.value}): {summary_line(final)}")
+    elif done:
+        out.print(f"{lines[0]}: {summary_line(final)}")
+        for line in lines[1:]:
+            out.print(line)
     else:
-        out.print(f"Batch {batch_id} is not paused ({final.state.value}): {summary_line(final)}")
-    raise typer.Exit(EXIT_OK if went_on else EXIT_FAILED)
+        said = refused or f"Batch {batch_id} had already {final.state.value}"
+        out.print(f"{said}: {summary_line(final)}")
+    raise typer.Exit(EXIT_OK if done else EXIT_FAILED)
 
 
 @app.command()

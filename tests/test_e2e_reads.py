@@ -193,3 +193,28 @@ def test_a_rollback_read_through_the_listing_finds_no_false_conflict(
     assert back["counts"]["succeeded"] == 12, back
     assert all(n["assistantId"] == "asst_initial" for n in simulator.numbers().values())
     assert Counter(r["method"] for r in simulator.requests()) == {"LIST": 2, "PATCH": 24}
+
+
+def test_pages_are_read_just_ahead_of_the_sends(
+    tmp_path: Path, redis_url: str, simulator: Simulator, start_workers: StartWorkers
+) -> None:
+    numbers = generate_numbers(60, seed=89)
+    simulator.reset(numbers)
+    queue, _ = start_workers(
+        count=1, concurrency=4, PHONEBATCH_LIST_PAGE_SIZE="10", PHONEBATCH_RATE_LIMIT="10"
+    )
+    env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
+
+    batch = _submit(env, str(_write(tmp_path / "paged.csv", numbers)))
+
+    assert batch["counts"]["succeeded"] == 60
+    log = simulator.requests()
+    methods = [r["method"] for r in log]
+    assert methods.count("PATCH") == 60 and "GET" not in methods
+    # Pages of 10 that each repeat the last one's oldest number (the createdAt paging).
+    assert 6 <= methods.count("LIST") <= 8
+    lists = [n for n, m in enumerate(methods) if m == "LIST"]
+    # Not all at the start: a next page waits until most of the ones before are sent.
+    for page, at in enumerate(lists[1:], start=1):
+        assert methods[:at].count("PATCH") >= 6 * page, (page, methods[:at].count("PATCH"))
+    assert {i["read_by"] for i in batch["items"]} == {"listing"}

@@ -85,7 +85,8 @@ class Reader:
         # Just ahead of the sends: the last page's items must be mostly sent first, or
         # their reads would age while they wait.
         waiting = status.counts.pending - unread  # queued with their reads, not done yet
-        if progress.pages and waiting > AHEAD * progress.last:
+        per_page = max(progress.last, progress.found / max(1, progress.pages))
+        if progress.pages and waiting > AHEAD * per_page:
             return progress, POLL
         result, _ = self.sender.run(
             partial(self.api.list_phone_numbers, self.page_size, progress.cursor), Attempts()

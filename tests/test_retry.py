@@ -180,3 +180,14 @@ def test_an_update_answer_is_not_parsed_a_read_answer_is() -> None:
     api = _api(answers)
     assert api.update_phone_number("n", "{}").payload is None
     assert api.get_phone_number("n").payload == number
+
+
+def test_a_429_without_retry_after_waits_the_same_pause_it_gives_the_limiter() -> None:
+    clock = Clock()
+    answers = iter([httpx.Response(429, json={}), httpx.Response(200, json={})])
+    sender = _sender(clock, _policy())
+    sender.run(lambda: _api(answers).update_phone_number("n", "{}"), Attempts())
+    backend = sender.limiter.backend
+    assert isinstance(backend, MemoryLimiterBackend)
+    assert len(clock.slept) == 1 and clock.slept[0] >= 1.0  # a backoff of at least 1 s
+    assert backend.state.pause_until == pytest.approx(1000.0 + clock.slept[0])

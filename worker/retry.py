@@ -3,10 +3,9 @@
 Built once from settings (`RetryPolicy.from_settings`), run with tenacity. Waits are
 exponential with full jitter and a cap; after a 429 the request waits its Retry-After,
 the limiter learns the pace the API accepts from it (`worker.limiter`), and it spends its
-own, larger budget. A wait longer
-than a worker may hold a slot raises `Deferred`: the item goes back to the queue with a
-countdown and keeps its counts. `sleep` and the random source are parameters, so tests
-check every wait without sleeping.
+own, larger budget. A wait longer than a worker may hold a slot raises `Deferred`: the
+item goes back to the queue with a countdown and keeps its counts. `sleep` and the
+random source are parameters, so tests check every wait without sleeping.
 """
 
 from __future__ import annotations
@@ -147,6 +146,7 @@ class RetryingSender:
         tracker = Attempts(**attempts.as_dict())
         started = self._clock()
         slots: list[Slot] = []  # the last is the slot of the attempt that just ended
+        pauses: list[float] = []  # the last is the wait the last 429 asked for
 
         def left() -> float:
             return max(0.0, self.policy.budget - (self._clock() - started))
@@ -170,7 +170,7 @@ class RetryingSender:
                 raise
 
         def after(state: RetryCallState) -> None:
-            self._count(tracker, state, slots[-1] if slots else None)
+            self._count(tracker, state, slots[-1] if slots else None, pauses)
 
         def sleep(seconds: float) -> None:
             spent = self._clock() - started
@@ -181,7 +181,7 @@ class RetryingSender:
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
             stop=lambda _: self.policy.gives_up(tracker),
-            wait=lambda state: self._wait(tracker, state),
+            wait=lambda state: self._wait(tracker, state, pauses),
             after=after,
             sleep=sleep,
             reraise=True,
@@ -192,24 +192,25 @@ class RetryingSender:
             exc.attempts = tracker.total
             raise
 
-    def _count(self, tracker: Attempts, state: RetryCallState, slot: Slot | None) -> None:
+    def _count(
+        self, tracker: Attempts, state: RetryCallState, slot: Slot | None, pauses: list[float]
+    ) -> None:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RateLimited):
             RATE_LIMITED.inc()
             RETRIES.labels("429").inc()
             tracker.rate_limited += 1
+            pauses.append(self.policy.pause_for(error, tracker.rate_limited))
             # The limiter learns the pace the API accepts from it; the others go on.
-            self.limiter.backend.rate_limited(
-                self.policy.pause_for(error, tracker.rate_limited), slot
-            )
+            self.limiter.backend.rate_limited(pauses[-1], slot)
         elif error is not None and is_retryable(error):
             RETRIES.labels(type(error).__name__).inc()
             tracker.failures += 1
 
-    def _wait(self, tracker: Attempts, state: RetryCallState) -> float:
+    def _wait(self, tracker: Attempts, state: RetryCallState, pauses: list[float]) -> float:
         error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, RateLimited):
+        if isinstance(error, RateLimited) and pauses:
             # This request waits the API's Retry-After itself (a longer one hands the
             # item back); it then takes a slot at the pace learned meanwhile.
-            return self.policy.pause_for(error, tracker.rate_limited)
+            return pauses[-1]
         return self.policy.backoff(tracker.failures)

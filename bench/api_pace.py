@@ -176,7 +176,12 @@ SDK_RETRIES = 2  # what Fern documents as the default, and what fixed SDKs do
 
 def sdk_options(provider: str, retries: int) -> dict[str, Any]:
     """request_options that make the installed SDK retry `retries` times."""
-    counter_start = inspect.signature(HttpClient.request).parameters["retries"].default
+    # An internal of the generated client: if it is not there (another generator's
+    # output), take the SDK at its word and let it count from 0, as its docs say.
+    counter = inspect.signature(HttpClient.request).parameters.get("retries")
+    counter_start = (
+        counter.default if counter is not None and isinstance(counter.default, int) else 0
+    )
     if counter_start == 0 and retries == SDK_RETRIES:
         return {}  # a fixed SDK: its own default
     return {"max_retries": counter_start + retries}

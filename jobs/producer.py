@@ -165,10 +165,6 @@ def note_unread(
         writer.send(resp.command(["EXPIRE", key, str(retention)]), replies=1)
 
 
-def store_retention(store: ReportStore) -> int:
-    return int(getattr(store, "retention_seconds", 30 * 86_400))
-
-
 def reader_message(queue: str, batch_id: str, args: Sequence[Any] = ()) -> str:
     """The task that reads a batch's numbers a page at a time and queues their items."""
     return task_message(
@@ -205,7 +201,7 @@ def submit_batch(
     if chosen.read_first and len(items) >= 2:
         # A worker reads the numbers through the listing, page by page, and queues each
         # page's items with their reads (`worker.reader`): no GET per number.
-        note_unread(broker, batch_id, items, store_retention(store))
+        note_unread(broker, batch_id, items, store.retention_seconds)
         broker.lpush(queue, reader_message(queue, batch_id))
         if on_progress is not None:
             on_progress(len(items))

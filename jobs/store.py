@@ -258,6 +258,11 @@ class Receipt:
 
 
 class ReportStore(Protocol):
+    @property
+    def retention_seconds(self) -> int:
+        """How long a batch's keys live: what keeps a batch's data keeps it as long."""
+        ...
+
     def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
         """Write the batch record and one pending record per item."""
         ...

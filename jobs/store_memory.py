@@ -39,6 +39,8 @@ class _Batch:
 
 
 class MemoryReportStore:
+    retention_seconds = 30 * 86_400  # nothing expires in memory; said for the protocol
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._batches: dict[str, _Batch] = {}

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import redis
@@ -20,6 +19,7 @@ from jobs.diff import Change, changes, conflicts, snapshot
 from jobs.metrics import OUTCOMES, labelled
 from jobs.reads import MAX_AGE_SECONDS, Read
 from jobs.redaction import redact
+from jobs.report import iso_time
 from jobs.store import (
     BatchMode,
     BatchState,
@@ -206,7 +206,7 @@ def _read_then_write(
         diff = changes(current, item.body)
         details = {
             "changes": [c.as_dict() for c in diff], "in_target_state": not diff,
-            "read_at": iso_stamp(seen.at), "read_by": seen.source,
+            "read_at": iso_time(seen.at), "read_by": seen.source,
         }  # fmt: skip
         skip = _skip_reason(item, store, rules, current, diff, details)
         if skip is not None and retaken and not diff and rules.mode is not BatchMode.DRY_RUN:
@@ -309,10 +309,6 @@ def _skip_reason(
     if not diff and not rules.force:
         return "already in the target state"
     return None
-
-
-def iso_stamp(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds")
 
 
 def _without_secrets(item: WorkItem, redacted: dict[str, Any]) -> str | None:

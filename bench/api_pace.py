@@ -64,9 +64,9 @@ from typing import Any
 import httpx
 
 from bench.stack import API_KEY, Stack, local_stack
-from jobs.producer import BatchOptions
-from jobs.store import BatchStatus
-from jobs.store_redis import RedisReportStore
+from jobs.operations.producer import BatchOptions
+from jobs.store.interface import BatchStatus
+from jobs.store.redis_store import RedisReportStore
 from simulator.stats import most_in_one_second
 
 try:

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from bench.stack import local_stack
-from jobs.store import ItemSeed, NewBatch
-from jobs.store_redis import RedisReportStore, batch_key, items_key
+from jobs.store.interface import ItemSeed, NewBatch
+from jobs.store.redis_store import RedisReportStore, batch_key, items_key
 
 ITEMS = 100_000
 

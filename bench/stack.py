@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import redis
 
-from jobs.intake import read_batch
-from jobs.producer import BatchOptions, submit_batch
-from jobs.services import (
+from jobs.batch.intake import read_batch
+from jobs.batch.sources import Format
+from jobs.cli.services import (
     ServiceError,
     free_port,
     start_redis_server,
@@ -29,9 +29,9 @@ from jobs.services import (
     stop,
     wait_until,
 )
-from jobs.sources import Format
-from jobs.store import BatchStatus
-from jobs.store_redis import RedisReportStore
+from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.store.interface import BatchStatus
+from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 
 API_KEY = "bench-key"
@@ -192,7 +192,7 @@ def _start_worker(
     env: Mapping[str, str], *, cwd: Path, concurrency: int, log: Path, extra: Sequence[str],
     processes: int,
 ) -> Popen[bytes]:  # fmt: skip
-    """`phonebatch worker` as `jobs.services.start_worker` starts it, but with exactly
+    """`phonebatch worker` as `jobs.cli.services.start_worker` starts it, but with exactly
     `env` (not merged into this process's environment) and in `cwd`, where no `.env` is."""
     argv = [
         sys.executable, "-m", "jobs.cli", "worker", "--processes", str(processes),

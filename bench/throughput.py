@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 
 from bench.stack import API_KEY, Stack, local_stack
-from jobs.producer import BatchOptions
+from jobs.operations.producer import BatchOptions
 from worker.launcher import default_processes
 
 try:

@@ -26,10 +26,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 
 class ScheduleError(Exception):
-    pass
+    """Raised when the schedules file or a schedule name is wrong; the message says where."""
 
 
 class Schedule(BaseModel):
+    """One `[[schedule]]` entry: when it runs, in which time zone, and what it sends."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")

@@ -25,6 +25,8 @@ from simulator.stats import InFlight
 
 @dataclass(frozen=True)
 class SimulatorConfig:
+    """How a simulator starts: the API key it accepts and the faults it injects."""
+
     api_key: str = "sim-key"
     faults: FaultConfig = field(default_factory=FaultConfig)
 
@@ -69,6 +71,8 @@ def _logged(fault: Fault | None) -> Fault | None:
 
 
 class Simulator:
+    """The route handlers: check the key, inject faults, and answer from the state."""
+
     def __init__(self, config: SimulatorConfig, state: SimulatorState) -> None:
         self.api_key = config.api_key
         self.state = state

@@ -15,6 +15,8 @@ from simulator.limits import TokenBucket as TokenBucket  # re-exported: it used 
 
 
 class Fault(Enum):
+    """A kind of fault the simulator injects; the value is its name in the request log."""
+
     AUTH = "auth"  # 401 for everything: the key is wrong
     MISSING = "missing"  # 404: an id that always fails
     THROTTLED = "throttled"  # 429 from the simulator's own rate limit
@@ -26,6 +28,8 @@ class Fault(Enum):
 
 @dataclass
 class FaultConfig:
+    """Which faults to inject and how often: latency, a rate limit, error odds, a seed."""
+
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     rate_limit: float = 0.0  # requests per second the simulator accepts; 0 = no limit
@@ -66,6 +70,8 @@ class FaultConfig:
 
 @dataclass(frozen=True)
 class Decision:
+    """What to do with one request: which fault (None: answer normally), and after how long."""
+
     fault: Fault | None
     status: int = 200
     retry_after: int | None = None
@@ -73,6 +79,8 @@ class Decision:
 
 
 class FaultInjector:
+    """Decides each request's fault from a `FaultConfig`, with a seeded random source."""
+
     def __init__(self, config: FaultConfig) -> None:
         self.config = config
         self._rng = random.Random(config.seed)

@@ -21,6 +21,8 @@ WINDOW = 1.0  # seconds: sliding and fixed windows count per second, as `rate` i
 
 
 class RateLimiter(Protocol):
+    """One way of counting the simulator's rate limit (`make_limiter` picks it by mode)."""
+
     def take(self, now: float) -> float:
         """0 if a request arriving at `now` is accepted, else seconds until one would be."""
         ...

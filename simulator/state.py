@@ -59,6 +59,8 @@ def _new_number(number_id: str, provider: str, i: int, stamp: str) -> dict[str, 
 
 @dataclass
 class LoggedRequest:
+    """One request the simulator was asked: when, what, and how it answered."""
+
     at: float
     method: str
     number_id: str | None
@@ -79,6 +81,8 @@ class LoggedRequest:
 
 @dataclass
 class SimulatorState:
+    """The simulator's phone numbers by id, and the log of every request it was asked."""
+
     numbers: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[LoggedRequest] = field(default_factory=list)
 

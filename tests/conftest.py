@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobs.services import free_port, redis_answers, start_redis_server, start_worker, stop
+from jobs.cli.services import free_port, redis_answers, start_redis_server, start_worker, stop
 from tests.helpers import Simulator, WorkerProcess
 
 IN_CI = os.environ.get("CI") == "true"
@@ -65,7 +65,7 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def simulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
-    from jobs.services import start_simulator
+    from jobs.cli.services import start_simulator
 
     port = free_port()
     log = tmp_path_factory.mktemp("sim") / "simulator.log"

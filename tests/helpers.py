@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import redis
 
-from jobs.intake import read_batch
-from jobs.producer import BatchOptions, submit_batch
-from jobs.sources import Format
-from jobs.store import BatchStatus, ReportStore
-from jobs.store_redis import RedisReportStore
+from jobs.batch.intake import read_batch
+from jobs.batch.sources import Format
+from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.store.interface import BatchStatus, ReportStore
+from jobs.store.redis_store import RedisReportStore
 
 
 @dataclass

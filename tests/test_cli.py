@@ -9,9 +9,9 @@ from pathlib import Path
 
 import redis
 
-from jobs.report import write_csv
-from jobs.services import free_port
-from jobs.store import ItemRecord, ItemStatus, Outcome
+from jobs.cli.services import free_port
+from jobs.store.interface import ItemRecord, ItemStatus, Outcome
+from jobs.store.report import write_csv
 from simulator.state import generate_numbers
 from tests.conftest import QUEUE
 from tests.helpers import Simulator, WorkerProcess, run_cli

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from jobs.coercion import CellError, CellProblem, coerce_text, merge, nest
-from jobs.fields import Kind, field_kind
-from jobs.models import TwilioPhoneNumberUpdate, VapiPhoneNumberUpdate
+from jobs.batch.coercion import CellError, CellProblem, coerce_text, merge, nest
+from jobs.batch.fields import Kind, field_kind
+from jobs.batch.models import TwilioPhoneNumberUpdate, VapiPhoneNumberUpdate
 
 # --- kinds by the schema -----------------------------------------------------------------
 

@@ -6,7 +6,9 @@ import time
 
 import redis
 
-from worker.deferral import Deferrals, deferral_pump, deferred_key
+from jobs.queue.deferral import Deferrals
+from jobs.queue.keys import deferred_key
+from worker.pump import deferral_pump
 
 
 def test_due_items_go_back_to_the_queue_and_only_then(redis_client: redis.Redis) -> None:

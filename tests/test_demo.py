@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from jobs.services import free_port
+from jobs.cli.services import free_port
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.e2e

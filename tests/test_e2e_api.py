@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,12 @@ import httpx
 import pytest
 import redis
 
-from jobs.intake import read_batch
-from jobs.producer import BatchOptions, submit_batch
-from jobs.services import free_port, start, stop, wait_until
-from jobs.sources import Format
-from jobs.store_redis import RedisReportStore
+from jobs.api.schemas import ReportPage
+from jobs.batch.intake import read_batch
+from jobs.batch.sources import Format
+from jobs.cli.services import free_port, start, stop, wait_until
+from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, run_cli, wait_for_batch
@@ -90,7 +92,7 @@ def test_posting_50_numbers_with_and_without_a_token(
     final = wait_for_batch(store, batch_id, workers)  # type: ignore[arg-type]
     assert final.counts.succeeded == 50 and final.source == "api"
     report = httpx.get(f"{url}/batches/{batch_id}/report", headers=AUTH).json()
-    assert report["batch"]["counts"]["succeeded"] == 50 and len(report["items"]) == 50
+    assert report["counts"]["succeeded"] == 50 and len(report["items"]) == 50
     paged = httpx.get(f"{url}/batches/{batch_id}/report?limit=20&offset=40", headers=AUTH).json()
     assert len(paged["items"]) == 10 and paged["next_offset"] is None
     first_page = httpx.get(f"{url}/batches/{batch_id}/report?limit=20", headers=AUTH).json()
@@ -292,3 +294,34 @@ def test_pause_and_continue_through_the_api(
     assert cancelled.status_code == 200 and cancelled.json()["counts"]["cancelled"] == 2
     assert httpx.post(f"{url}/batches/{other}/pause", headers=AUTH).status_code == 409
     assert httpx.post(f"{url}/batches/{other}/continue", headers=AUTH).status_code == 409
+
+
+def test_the_api_report_is_the_cli_report_key_for_key(
+    api_stack: tuple[str, str, list[object]],
+    redis_url: str,
+    redis_client: redis.Redis,
+    simulator: Simulator,
+) -> None:
+    """One report shape: a script that reads `phonebatch report --format json` reads
+    `GET /batches/{id}/report` too; the API adds only its paging fields."""
+    url, _, workers = api_stack
+    numbers = generate_numbers(30, seed=53)
+    simulator.reset(numbers)
+    simulator.set_faults(always_404=[numbers[3]["id"]])
+    headers = AUTH | {"Content-Type": "text/csv"}
+    posted = httpx.post(f"{url}/batches", content=_csv(numbers, "asst_same"), headers=headers)
+    batch_id = posted.json()["batch_id"]
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    final = wait_for_batch(store, batch_id, workers)  # type: ignore[arg-type]
+    assert final.counts.failed == 1 and final.counts.succeeded == 29
+
+    cli = run_cli("report", batch_id, "--format", "json", env={"REDIS_URL": redis_url})
+    api = httpx.get(f"{url}/batches/{batch_id}/report?limit=5000", headers=AUTH).json()
+
+    assert cli.returncode == 0, cli.stderr
+    from_cli = json.loads(cli.stdout)
+    paging = {"offset": 0, "limit": 5000, "next_offset": None}
+    assert {k: api[k] for k in paging} == paging
+    assert {k: v for k, v in api.items() if k not in paging} == from_cli
+    assert set(from_cli) >= {"batch_id", "state", "counts", "items"}
+    ReportPage.model_validate(api)  # the answer is what the OpenAPI document says

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobs.producer import BatchOptions
-from jobs.recovery import UNACKED_INDEX_KEY, UNACKED_KEY, census, is_stalled, resume
-from jobs.services import free_port, start_redis_server, start_worker, stop
-from jobs.store import BatchState, ItemStatus, iter_items
-from jobs.store_redis import RedisReportStore, batch_key
+from jobs.cli.services import free_port, start_redis_server, start_worker, stop
+from jobs.operations.producer import BatchOptions
+from jobs.operations.recovery import census, is_stalled, resume
+from jobs.queue.keys import UNACKED_INDEX_KEY, UNACKED_KEY
+from jobs.store.interface import BatchState, ItemStatus, iter_items
+from jobs.store.redis_store import RedisReportStore, batch_key
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers, worker_env
 from tests.helpers import Simulator, WorkerProcess, run_cli, submit_rows, wait_for_batch

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 import pytest
 import redis
 
-from jobs.store import ItemStatus, iter_items
+from jobs.store.interface import ItemStatus, iter_items
 from simulator.state import generate_numbers
 from simulator.stats import most_in_one_second
 from tests.conftest import StartWorkers

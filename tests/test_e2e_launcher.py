@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis
 
-from jobs.services import free_port, wait_until
+from jobs.cli.services import free_port, wait_until
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, submit_rows, wait_for_batch

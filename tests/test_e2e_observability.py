@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from jobs.services import free_port, start, stop, wait_until
+from jobs.cli.services import free_port, start, stop, wait_until
 from simulator.state import generate_numbers
 from tests.conftest import API_KEY, StartWorkers
 from tests.helpers import Simulator, submit_rows, wait_for_batch

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis
 
-from jobs.intake import read_batch
-from jobs.producer import BatchOptions, submit_batch
-from jobs.sources import Format
-from jobs.store import BatchState, ItemStatus, iter_items
-from jobs.store_redis import RedisReportStore
+from jobs.batch.intake import read_batch
+from jobs.batch.sources import Format
+from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.store.interface import BatchState, ItemStatus, iter_items
+from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, WorkerProcess, run_cli, wait_for_batch

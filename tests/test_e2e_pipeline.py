@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import redis
 
-from jobs.store_redis import RedisReportStore
+from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import API_KEY, QUEUE
 from tests.helpers import Simulator, WorkerProcess, run_cli

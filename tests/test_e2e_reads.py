@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 
-from jobs.recovery import is_stalled
+from jobs.operations.recovery import is_stalled
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, run_cli, submit_rows, wait_for_batch

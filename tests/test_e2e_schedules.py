@@ -14,9 +14,9 @@ from typing import ClassVar
 import pytest
 import redis
 
-from jobs.services import start, stop
-from jobs.store_redis import RedisReportStore
-from jobs.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from jobs.cli.services import start, stop
+from jobs.operations.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, run_cli, submit_rows, wait_for_batch

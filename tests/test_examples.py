@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.intake import read_batch
-from jobs.sources import detect_format
+from jobs.batch.intake import read_batch
+from jobs.batch.sources import detect_format
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").iterdir())
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 
+from jobs.store.pace import limiter_key
 from worker.limiter import (
     SETTLE,
     Limiter,
@@ -32,7 +33,7 @@ from worker.limiter import (
     reserve,
     start_state,
 )
-from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend, limiter_key
+from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend
 
 FLAT = Pace(ceiling=20.0, start=10.0, growth=1.0, probe=0.0)  # 10/s, no growth
 
@@ -303,6 +304,32 @@ def test_the_learned_rate_is_where_the_next_batch_starts(redis_client: redis.Red
     tomorrow = RedisLimiterBackend(redis_client, Pace(ceiling=40.0, growth=1.0), key)
     tomorrow.reserve(5.0)
     assert tomorrow.view().rate == pytest.approx(learned, rel=0.01)
+
+
+def test_front_ends_read_the_pace_workers_keep(redis_client: redis.Redis) -> None:
+    from jobs.cli.inspection import pace_line
+    from jobs.store.pace import LIMITERS_KEY, read_paces
+
+    key = limiter_key("https://api.example", "sk-front")
+    redis_client.hset(LIMITERS_KEY, key, "https://api.example")  # as a worker does at start
+    redis_client.hset(LIMITERS_KEY, "phonebatch:limiter:gone", "https://old.example")
+    backend = RedisLimiterBackend(redis_client, Pace(ceiling=40.0, growth=1.0), key)
+    slots = [backend.reserve(5.0) for _ in range(10)]
+    time.sleep(0.3)
+    backend.rate_limited(2.0, slots[-1])  # a lesson
+    again = [backend.reserve(5.0) for _ in range(2)]
+    for slot in again:  # 429s at the new pace at once: every worker holds
+        backend.rate_limited(2.0, slot)
+
+    (reading,) = read_paces(redis_client)  # the limiter with no state left is not shown
+
+    assert reading.api == "https://api.example"
+    assert reading.rate == pytest.approx(backend.view().rate, rel=0.01) and reading.rate > 0
+    assert 1.0 < reading.held_for <= 2.0
+    assert reading.learned is not None and reading.learned_age is not None
+    assert reading.learned_age < 5
+    line = pace_line(reading)
+    assert line.startswith("https://api.example: ") and "holds" in line and "learned" in line
 
 
 def test_without_a_limit_a_worker_rechecks_the_pause_at_most_every_interval(

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import redis
 
-from worker.messages import (
+from jobs.queue.messages import (
     UPDATE_TASK,
     _envelope,
     encoded_body,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from jobs.metrics import labelled
+from worker.metrics import labelled
 
 
 def test_labelled_children_are_the_metrics_own() -> None:

@@ -1,6 +1,6 @@
-"""The request models in `jobs.models` are true to the spec, schema by schema.
+"""The request models in `jobs.batch.models` are true to the spec, schema by schema.
 
-`jobs/models.py` is written by hand from `simulator/spec/update-phone-number.openapi.yaml`.
+`jobs/batch/models.py` is written by hand from `simulator/spec/update-phone-number.openapi.yaml`.
 For each provider variant of `phoneNumbers_update_Request` these tests hold it there:
 
 1. structure: the spec's schema and the model's JSON schema reduce to the same canonical
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
-from jobs.models import PROVIDERS, UPDATE_MODELS, dump_body, phone_number_update, wire_fields
+from jobs.batch.models import PROVIDERS, UPDATE_MODELS, dump_body, phone_number_update, wire_fields
 from simulator.schema import REQUEST_SCHEMA, closed, load_spec, variant_validators
 
 JsonSchema: TypeAlias = Mapping[str, Any]

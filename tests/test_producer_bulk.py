@@ -20,19 +20,19 @@ from redis.backoff import NoBackoff
 from redis.connection import Connection
 from redis.retry import Retry
 
-from jobs import resp
-from jobs.producer import enqueue_items, new_batch, seeds_of
-from jobs.redis_bulk import BulkWriter
-from jobs.store import ItemRecord, ItemSeed
-from jobs.store_redis import (
+from jobs.batch.validation import BatchItem
+from jobs.operations.producer import enqueue_items, new_batch, seeds_of
+from jobs.queue import resp
+from jobs.queue.bulk import BulkWriter
+from jobs.queue.messages import UPDATE_TASK
+from jobs.store.interface import ItemRecord, ItemSeed
+from jobs.store.redis_store import (
     RedisReportStore,
     bodies_key,
     expect_key,
     items_key,
     pending_encoder,
 )
-from jobs.validation import BatchItem
-from worker.messages import UPDATE_TASK
 
 ARGS = st.one_of(
     st.text(max_size=30),
@@ -169,7 +169,7 @@ def _contents(client: redis.Redis, batch_id: str) -> dict[str, Any]:
 def test_create_batch_writes_what_redis_py_would(
     redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("jobs.store_redis._CHUNK", 7)  # several blobs
+    monkeypatch.setattr("jobs.store.redis_store._CHUNK", 7)  # several blobs
     seeds = [
         ItemSeed(i, i + 2, f'n"{i}é', json.dumps({"name": f"Line {i} ü"}),
                  json.dumps({"name": "was"}) if i % 3 == 0 else None)

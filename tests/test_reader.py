@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 
 import redis
 
-from jobs.producer import note_unread
-from jobs.reads import unread_key
-from jobs.store import ItemSeed, ItemStatus, NewBatch, Outcome
-from jobs.store_redis import RedisReportStore
-from jobs.validation import BatchItem
+from jobs.batch.reads import unread_key
+from jobs.batch.validation import BatchItem
+from jobs.operations.producer import note_unread
+from jobs.store.interface import ItemSeed, ItemStatus, NewBatch, Outcome
+from jobs.store.redis_store import RedisReportStore
 from worker.reader import POLL, Progress, Reader
 from worker.retry import Attempts
 from worker.vapi import ApiResult

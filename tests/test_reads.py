@@ -1,9 +1,9 @@
-"""The rules of reads in bulk (`jobs.reads`): what a read keeps, how old it may be, when
+"""The rules of reads in bulk (`jobs.batch.reads`): what a read keeps, how old it may be, when
 listing pays. Pure."""
 
 from __future__ import annotations
 
-from jobs.reads import Read, keep_listing, kept_read, worth_listing
+from jobs.batch.reads import Read, keep_listing, kept_read, worth_listing
 
 NUMBER = {
     "id": "n1", "provider": "twilio", "assistantId": "asst_1", "name": "Front desk",

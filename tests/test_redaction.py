@@ -7,9 +7,9 @@ import io
 import json
 from typing import Any
 
-from jobs.intake import read_batch
-from jobs.redaction import REDACTED, redact
-from jobs.sources import Format
+from jobs.batch.intake import read_batch
+from jobs.batch.redaction import REDACTED, redact
+from jobs.batch.sources import Format
 
 
 def test_redacted_marker() -> None:

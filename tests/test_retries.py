@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import redis
 
-from jobs.retries import retry_failed
-from jobs.store import BatchMode, ItemSeed, ItemStatus, NewBatch, Outcome
-from jobs.store_redis import RedisReportStore
+from jobs.operations.retries import retry_failed
+from jobs.store.interface import BatchMode, ItemSeed, ItemStatus, NewBatch, Outcome
+from jobs.store.redis_store import RedisReportStore
 
 
 def _failed_batch(store: RedisReportStore, mode: BatchMode) -> None:

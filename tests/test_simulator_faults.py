@@ -192,7 +192,7 @@ def test_unknown_rate_limit_modes_are_refused() -> None:
 
 def test_the_cli_passes_the_mode_on(monkeypatch: pytest.MonkeyPatch) -> None:
     import simulator.app
-    from jobs.cli import app
+    from jobs.cli.main import app
 
     served: list[Any] = []
     monkeypatch.setattr(simulator.app, "serve", lambda config, *_: served.append(config))

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-import jobs.sources
-from jobs.sources import (
+import jobs.batch.sources
+from jobs.batch.sources import (
     Defaults,
     Format,
     InputError,
@@ -44,7 +44,7 @@ def jsonl_rows(text: str) -> list[RawRecord]:
 @pytest.fixture
 def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the JSON reader's window tiny so values straddle chunk boundaries."""
-    monkeypatch.setattr(jobs.sources, "_CHUNK", 7)
+    monkeypatch.setattr(jobs.batch.sources, "_CHUNK", 7)
 
 
 # --- detect_format -----------------------------------------------------------------------
@@ -373,7 +373,7 @@ DOCUMENT: list[Any] = [
 def test_json_list_split_at_any_chunk_size_reads_the_same(
     monkeypatch: pytest.MonkeyPatch, chunk: int, indent: int | None
 ) -> None:
-    monkeypatch.setattr(jobs.sources, "_CHUNK", chunk)
+    monkeypatch.setattr(jobs.batch.sources, "_CHUNK", chunk)
     text = json.dumps(DOCUMENT, indent=indent, ensure_ascii=False)
     rows = json_rows(text)
     assert [r.values for r in rows] == DOCUMENT

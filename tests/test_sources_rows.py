@@ -13,7 +13,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.sources import RawRecord, read_csv
+from jobs.batch.sources import RawRecord, read_csv
 
 HEADER = ["id", "provider", "name", "server.url"]
 CELLS = st.sampled_from(["", " ", "\t", "\u00a0", "x", " y ", "é", "a,b", 'q"q', "l\nl"])

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from jobs.recovery import is_quiet
-from jobs.store import (
+from jobs.operations.recovery import is_quiet
+from jobs.store.interface import (
     BatchMode,
     BatchState,
     Claim,
@@ -23,8 +23,8 @@ from jobs.store import (
     SendRules,
     iter_items,
 )
-from jobs.store_memory import MemoryReportStore
-from jobs.store_redis import RedisReportStore, batch_key, items_key, parked_key
+from jobs.store.memory_store import MemoryReportStore
+from jobs.store.redis_store import RedisReportStore, batch_key, items_key, parked_key
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-import jobs.intake
-from jobs.intake import Intake, parse_assignments, read_batch, validate_records
-from jobs.sources import Defaults, Format, InputError, RawRecord
-from jobs.validation import BatchItem, RowError, RowValidator, suggest
+import jobs.batch.intake
+from jobs.batch.intake import Intake, parse_assignments, read_batch, validate_records
+from jobs.batch.sources import Defaults, Format, InputError, RawRecord
+from jobs.batch.validation import BatchItem, RowError, RowValidator, suggest
 
 TRANSFER_MODES = (
     "blind-transfer, blind-transfer-add-summary-to-sip-header, warm-transfer-say-message, "
@@ -710,7 +710,7 @@ def test_every_bad_json_item_is_reported_at_once() -> None:
 
 
 def test_errors_past_the_limit_are_counted_not_listed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs.intake, "MAX_REPORTED_ERRORS", 2)
+    monkeypatch.setattr(jobs.batch.intake, "MAX_REPORTED_ERRORS", 2)
     intake = from_csv("id,provider\nn1,x\nn2,x\nn3,vapi\nn4,x\nn5,x\n")
     assert [e.row for e in intake.errors] == [2, 3]
     assert intake.errors_not_listed == 2

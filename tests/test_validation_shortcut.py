@@ -1,4 +1,4 @@
-"""The body shortcut (`jobs.body_cache`) gives exactly what the full validation path gives.
+"""The body shortcut (`jobs.batch.body_cache`) gives exactly what the full validation path gives.
 
 Rows are drawn from bodies valid for the spec (every provider, nested objects, lists),
 written as CSV cells would hold them: dotted columns or JSON cells, booleans and numbers
@@ -20,12 +20,12 @@ from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from pydantic import AfterValidator, ValidationInfo, field_validator, model_validator
 
-import jobs.body_cache
-from jobs.body_cache import BodyCache
-from jobs.intake import read_batch
-from jobs.models import PROVIDERS, UPDATE_MODELS, VapiPhoneNumberUpdate
-from jobs.sources import Format, RawRecord
-from jobs.validation import BatchItem, RowError, RowValidator
+import jobs.batch.body_cache
+from jobs.batch.body_cache import BodyCache
+from jobs.batch.intake import read_batch
+from jobs.batch.models import PROVIDERS, UPDATE_MODELS, VapiPhoneNumberUpdate
+from jobs.batch.sources import Format, RawRecord
+from jobs.batch.validation import BatchItem, RowError, RowValidator
 from tests.test_models_fidelity import FIDELITY_SETTINGS, bodies, spec_body_schema, spec_variant
 
 SPEC_BODIES = {p: bodies(spec_body_schema(spec_variant(p))) for p in PROVIDERS}
@@ -215,7 +215,7 @@ def test_a_csv_file_gives_the_same_items_and_errors_both_ways(
         "n5,vonage,asst_1,,https://h,,\n"
     )
     fast = read_batch(io.StringIO(text, newline=""), Format.CSV)
-    monkeypatch.setattr(jobs.validation, "BodyCache", lambda models, base: NoShortcut())
+    monkeypatch.setattr(jobs.batch.validation, "BodyCache", lambda models, base: NoShortcut())
     full = read_batch(io.StringIO(text, newline=""), Format.CSV)
     assert (fast.items, fast.errors) == (full.items, full.errors)
     assert [e.row for e in fast.errors] == [3, 5]
@@ -235,7 +235,7 @@ class GuardedVapi(VapiPhoneNumberUpdate):
 def test_models_as_they_are_have_independent_fields() -> None:
     # If this fails, a model gained a validator across fields: the shortcut no longer
     # serves it (see `_independent`), and 100,000-row files validate at the full cost.
-    assert all(jobs.body_cache._independent(model) for model in UPDATE_MODELS.values())
+    assert all(jobs.batch.body_cache._independent(model) for model in UPDATE_MODELS.values())
 
 
 class CheckedName(VapiPhoneNumberUpdate):
@@ -258,11 +258,11 @@ class PostInit(VapiPhoneNumberUpdate):
 
 @pytest.mark.parametrize("model", [GuardedVapi, CheckedName, AnnotatedName, PostInit])
 def test_models_that_may_look_across_fields_are_not_independent(model: type[Any]) -> None:
-    assert not jobs.body_cache._independent(model)
+    assert not jobs.batch.body_cache._independent(model)
 
 
 def test_a_model_with_a_model_validator_gets_no_shortcut() -> None:
-    assert not jobs.body_cache._independent(GuardedVapi)
+    assert not jobs.batch.body_cache._independent(GuardedVapi)
     cache = BodyCache({"vapi": GuardedVapi}, lambda provider: {})
     assert cache.body("vapi", {"id": "n1", "provider": "vapi", "name": "x"}) is None
 
@@ -286,8 +286,8 @@ def test_a_value_that_is_not_text_goes_the_full_way() -> None:
 
 
 def test_past_the_bounds_rows_still_validate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(jobs.body_cache, "MAX_SHAPES", 1)
-    monkeypatch.setattr(jobs.body_cache, "MAX_VALUES_PER_FIELD", 1)
+    monkeypatch.setattr(jobs.batch.body_cache, "MAX_SHAPES", 1)
+    monkeypatch.setattr(jobs.batch.body_cache, "MAX_VALUES_PER_FIELD", 1)
     records = [
         as_record(2, "n1", {"provider": "vapi", "server.url": "https://a"}),
         as_record(3, "n2", {"provider": "vapi", "server.url": "https://b"}),

@@ -14,9 +14,9 @@ import redis
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
 
-from jobs.store import ItemSeed, ItemStatus, NewBatch, Outcome, Receipt
-from jobs.store_memory import MemoryReportStore
-from jobs.store_redis import RedisReportStore
+from jobs.store.interface import ItemSeed, ItemStatus, NewBatch, Outcome, Receipt
+from jobs.store.memory_store import MemoryReportStore
+from jobs.store.redis_store import RedisReportStore
 from worker.broker import POP_AND_NOTE, Channel, QoS, Transport, receipt_for
 
 
@@ -44,6 +44,35 @@ def test_the_celery_app_uses_it_for_plain_redis_only() -> None:
         # kombu's own transport, which turns TLS on for rediss://
         assert not isinstance(connection.transport, Transport)
         assert connection.transport_cls == "rediss" and connection.ssl
+
+
+def test_it_steps_aside_for_kombus_transport_when_a_hook_is_missing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from config import load_settings
+    from worker.app import create_app
+    from worker.broker import missing_hooks, transport_path
+
+    assert missing_hooks() == [] and transport_path() == "worker.broker:Transport"
+    assert transport_path("kombu") == "redis"  # PHONEBATCH_BROKER_TRANSPORT=kombu
+    monkeypatch.delattr(kombu_redis.Channel, "_flush_brpop_reauth")  # kombu 5.6 has none
+
+    with caplog.at_level("WARNING", logger="worker.broker"):
+        app = create_app(load_settings(redis_url="redis://127.0.0.1:1/0"))
+
+    assert missing_hooks() == ["kombu.transport.redis.Channel._flush_brpop_reauth"]
+    assert app.conf.broker_transport == "redis"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "_flush_brpop_reauth" in warnings[0]
+
+
+def test_a_channel_without_an_instance_hook_goes_kombus_way(redis_url: str) -> None:
+    with Connection(redis_url, transport=Transport) as connection:
+        channel = connection.default_channel
+        channel._has_blmove = True
+        assert channel._pops_atomically(["q"])
+        del channel._queue_cycle  # as if kombu set it up under another name
+        assert not channel._pops_atomically(["q"])
 
 
 def _batch(client: redis.Redis) -> RedisReportStore:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from config import Settings
-from jobs.store import BatchState, Claim, ItemRecord, ItemSeed, ItemStatus, NewBatch
-from jobs.store_memory import MemoryReportStore
+from jobs.store.interface import BatchState, Claim, ItemRecord, ItemSeed, ItemStatus, NewBatch
+from jobs.store.memory_store import MemoryReportStore
 from worker.delivery import WorkItem, deliver
 from worker.errors import (
     AuthError,

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from config import Settings, load_settings
+from jobs.queue.keys import UNACKED_INDEX_KEY, UNACKED_KEY
+from worker.broker import transport_path
 
 
 def create_app(settings: Settings) -> Celery:
@@ -38,12 +40,16 @@ def create_app(settings: Settings) -> Celery:
             # The restore sweep runs under a mutex in Redis; a worker killed while holding
             # it would block every sweep for kombu's default 300 s.
             "unacked_mutex_expire": max(5, min(60, settings.visibility_timeout // 4)),
+            # Named where recovery and the record script read them (jobs.queue.keys).
+            "unacked_key": UNACKED_KEY,
+            "unacked_index_key": UNACKED_INDEX_KEY,
         },
     )
     if urlsplit(settings.redis_url).scheme == "redis":
-        # kombu's Redis transport, cheaper per task. Only for plain redis://: kombu turns
-        # TLS on for rediss:// (and Sentinel for sentinel://) by the transport's name.
-        app.conf.broker_transport = "worker.broker:Transport"
+        # kombu's Redis transport, cheaper per task, when the installed kombu has what it
+        # needs. Only for plain redis://: kombu turns TLS on for rediss:// (and Sentinel
+        # for sentinel://) by the transport's name.
+        app.conf.broker_transport = transport_path(settings.broker_transport)
     app.conf.phonebatch_settings = settings
     return app
 

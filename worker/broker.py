@@ -25,10 +25,17 @@
    cheap commands, and only when a queue stops being empty.
    Used for a channel consuming one queue with acks (Celery's task consumer), without a
    key prefix, on Redis 6.2 or later (BLMOVE); anything else goes kombu's way.
+
+None of kombu's names used here is public. `pyproject.toml` allows only the kombu
+releases this was read against and tested with (5.7), and `transport_path` checks at
+start that every one of them is there: if not, the workers run kombu's own transport
+and log one warning line. So does `PHONEBATCH_BROKER_TRANSPORT=kombu`.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import threading
 import time
 from queue import Empty
@@ -41,7 +48,61 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from jobs.store import Receipt
+from jobs.store.interface import Receipt
+
+log = logging.getLogger(__name__)
+
+# What of kombu's this module overrides or calls, by where kombu (5.7.0) defines it.
+CHANNEL_HOOKS = (
+    "_brpop_start", "_brpop_read", "_create_client", "_q_for_pri", "_flush_brpop_reauth",
+    "_in_poll", "_brpop_sent_at", "_closing", "basic_consume", "priority_steps", "sep",
+    "global_keyprefix", "unacked_key", "unacked_index_key", "client", "active_queues", "pool",
+)  # fmt: skip
+CHANNEL_INSTANCE_HOOKS = ("_queue_cycle", "brpop_timeout", "connection_errors")  # from __init__
+QOS_HOOKS = ("append", "ack", "reject", "restore_unacked", "unacked_key", "unacked_index_key")
+VIRTUAL_QOS_HOOKS = ("append", "ack")
+TRANSPORT_HOOKS = ("_deliver",)
+OURS, KOMBUS = "worker.broker:Transport", "redis"
+
+
+def missing_hooks() -> list[str]:
+    """kombu's internals this transport needs that the installed kombu lacks (or has with
+    another signature); [] when it can run."""
+    missing = [
+        f"{where.__module__}.{where.__qualname__}.{name}"
+        for where, names in (
+            (kombu_redis.Channel, CHANNEL_HOOKS), (kombu_redis.QoS, QOS_HOOKS),
+            (virtual.QoS, VIRTUAL_QOS_HOOKS), (kombu_redis.Transport, TRANSPORT_HOOKS),
+        )
+        for name in names
+        if not hasattr(where, name)
+    ]  # fmt: skip
+    start = getattr(kombu_redis.Channel, "_brpop_start", None)
+    if start is not None and "timeout" not in inspect.signature(start).parameters:
+        missing.append("kombu.transport.redis.Channel._brpop_start(timeout)")
+    return missing
+
+
+def transport_path(wanted: str = "phonebatch") -> str:
+    """The broker transport for a redis:// URL: this module's, or kombu's own when asked
+    (`wanted` "kombu") or when the installed kombu lacks what this one needs."""
+    if wanted == "kombu":
+        return KOMBUS
+    missing = missing_hooks()
+    if missing:
+        log.warning(
+            "kombu %s lacks %s: workers use kombu's own Redis transport (correct, a little "
+            "slower per task)", _kombu_version(), ", ".join(missing),
+        )  # fmt: skip
+        return KOMBUS
+    return OURS
+
+
+def _kombu_version() -> str:
+    import kombu
+
+    return str(getattr(kombu, "__version__", "?"))
+
 
 # Task id -> the receipt of the message that task is running from. Filled in kombu's
 # consumer thread before the task starts, read in the pool's thread that runs it.
@@ -82,6 +143,8 @@ def receipt_for(task_id: str) -> Receipt | None:
 
 
 class QoS(kombu_redis.QoS):
+    """kombu's QoS that keeps each message's `Receipt`, so an ack of a settled one skips Redis."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._receipts: dict[str, tuple[str, Receipt]] = {}
@@ -135,6 +198,8 @@ _KombuChannel: Any = kombu_redis.Channel
 
 
 class Channel(_KombuChannel):  # type: ignore[misc]
+    """kombu's Redis channel with one client per pool and the pop-and-note in one script."""
+
     QoS = QoS
     _sync_client: tuple[Any, Any] | None = None
     _sync_lock = threading.Lock()
@@ -156,6 +221,8 @@ class Channel(_KombuChannel):  # type: ignore[misc]
     def _pops_atomically(self, queues: list[str]) -> bool:
         if len(queues) != 1 or self.global_keyprefix or queues[0] in self._no_ack_queues:
             return False
+        if not all(hasattr(self, name) for name in CHANNEL_INSTANCE_HOOKS):
+            return False  # a kombu that sets these up otherwise: its own way
         if self._has_blmove is None:
             try:
                 info = self._create_client().info("server")
@@ -166,7 +233,8 @@ class Channel(_KombuChannel):  # type: ignore[misc]
         return self._has_blmove
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        queues = self._queue_cycle.consume(len(self.active_queues))
+        cycle = getattr(self, "_queue_cycle", None)
+        queues = cycle.consume(len(self.active_queues)) if cycle is not None else []
         if not self._pops_atomically(queues):
             self._sent = None
             super()._brpop_start(timeout)
@@ -244,4 +312,6 @@ class Channel(_KombuChannel):  # type: ignore[misc]
 
 
 class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with this module's `Channel`: what `transport_path` names."""
+
     Channel = Channel

@@ -15,12 +15,10 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
-from jobs.diff import Change, changes, conflicts, snapshot
-from jobs.metrics import OUTCOMES, labelled
-from jobs.reads import MAX_AGE_SECONDS, Read
-from jobs.redaction import redact
-from jobs.report import iso_time
-from jobs.store import (
+from jobs.batch.diff import Change, changes, conflicts, snapshot
+from jobs.batch.reads import MAX_AGE_SECONDS, Read
+from jobs.batch.redaction import redact
+from jobs.store.interface import (
     BatchMode,
     BatchState,
     Claim,
@@ -31,7 +29,9 @@ from jobs.store import (
     ReportStore,
     SendRules,
 )
+from jobs.store.report import iso_time
 from worker.errors import AuthError, DeliveryError
+from worker.metrics import OUTCOMES, labelled
 from worker.retry import Attempts, Deferred, Stopped
 from worker.vapi import VapiApi
 
@@ -96,34 +96,18 @@ def deliver(
     """Send one item and record its outcome; None if it has none yet or had one already.
 
     The item is claimed first (atomically, in the store): a cancelled batch's item is
-    marked cancelled instead of sent, and a second delivery of the same task finds it
-    taken or done and sends nothing. `receipt` (the message's entry in the broker) is
-    settled with the outcome, in the same step.
-
-    A paused batch's item is parked (`park`) instead. Before each request the batch's
-    state is read again if more than `check_every` seconds went by since the claim or the
-    last read (waits on the limiter, a backoff, a read): an item of a batch cancelled
-    meanwhile is recorded `cancelled`, one of a batch paused meanwhile is given back and
-    parked. So no request starts more than `check_every` seconds after a cancel or a pause,
-    and a request that follows its claim at once costs no extra read."""
+    marked cancelled instead of sent, a paused batch's is parked (`park`), and a second
+    delivery of the same task finds it taken or done and sends nothing. `receipt` (the
+    message's entry in the broker) is settled with the outcome, in the same step. Before
+    each request the batch's state is read again if more than `check_every` seconds went
+    by since the claim or the last read (waits on the limiter, a backoff, a read): so no
+    request starts more than `check_every` after a cancel or a pause, and a request that
+    follows its claim at once costs no extra read."""
     claimed_at = time.monotonic()  # the claim reads the batch's state: the first check
-    ticket = store.claim(item.batch_id, item.index, lease, owner)
-    if ticket.claim is Claim.PAUSED:
-        park(item, item.attempts)
+    claimed = _claim(item, store, hand_back, park, lease, owner)
+    if claimed is None:
         return None
-    if ticket.claim is Claim.BUSY:
-        # Another run holds it (a duplicate delivery): come back once its lease is over,
-        # to find it done or to take it over. Never drop the task here.
-        hand_back(item, Deferred(ticket.busy_for + 1.0, item.attempts))
-        return None
-    if ticket.item is None or ticket.rules is None:
-        if ticket.claim is Claim.MISSING:
-            log.warning("no such item in the report store (expired?); nothing sent")
-        else:
-            log.info("item not sent: %s", ticket.claim.value)
-        return None
-    existing, rules = ticket.item, ticket.rules
-    retaken = ticket.claim is Claim.RETAKEN
+    existing, rules, retaken = claimed
     sent = redact(item.body)  # what reports and logs may show of the body, once per item
     gate = _state_gate(store, item.batch_id, check_every, claimed_at)
     try:
@@ -143,12 +127,46 @@ def deliver(
         hand_back(item, deferred)
         return None
     record = existing.with_outcome(outcome, finished_at=time.time())
-    kept = _without_secrets(item, sent)
+    return _record(item, store, record, _without_secrets(item, sent), receipt)
+
+
+def _record(
+    item: WorkItem,
+    store: ReportStore,
+    record: ItemRecord,
+    kept: str | None,
+    receipt: Receipt | None,
+) -> ItemRecord | None:
+    """Record the outcome (once: None if another run recorded first) and the body to keep,
+    settling the broker's message in the same step."""
     if not store.record_outcome(item.batch_id, record, keep_body=kept, receipt=receipt):
         log.info("another run recorded this item first; its outcome stands")
         return None
     labelled(OUTCOMES, record.status.value).inc()
     return record
+
+
+def _claim(
+    item: WorkItem, store: ReportStore, hand_back: HandBack, park: Park, lease: float, owner: str
+) -> tuple[ItemRecord, SendRules, bool] | None:
+    """The item's record, its batch's rules and whether it was taken over from a run that
+    stopped; None when this run must not send it (parked, busy elsewhere, done, gone)."""
+    ticket = store.claim(item.batch_id, item.index, lease, owner)
+    if ticket.claim is Claim.PAUSED:
+        park(item, item.attempts)
+        return None
+    if ticket.claim is Claim.BUSY:
+        # Another run holds it (a duplicate delivery): come back once its lease is over,
+        # to find it done or to take it over. Never drop the task here.
+        hand_back(item, Deferred(ticket.busy_for + 1.0, item.attempts))
+        return None
+    if ticket.item is None or ticket.rules is None:
+        if ticket.claim is Claim.MISSING:
+            log.warning("no such item in the report store (expired?); nothing sent")
+        else:
+            log.info("item not sent: %s", ticket.claim.value)
+        return None
+    return ticket.item, ticket.rules, ticket.claim is Claim.RETAKEN
 
 
 def _attempt(
@@ -201,29 +219,11 @@ def _read_then_write(
     attempts = item.attempts
     details: dict[str, Any] = {}
     if rules.read_first:
-        seen, attempts = _current(item, api, sender, attempts, gate, max_read_age)
-        current, read_status = seen.values, seen.http_status
-        diff = changes(current, item.body)
-        details = {
-            "changes": [c.as_dict() for c in diff], "in_target_state": not diff,
-            "read_at": iso_time(seen.at), "read_by": seen.source,
-        }  # fmt: skip
-        skip = _skip_reason(item, store, rules, current, diff, details)
-        if skip is not None and retaken and not diff and rules.mode is not BatchMode.DRY_RUN:
-            # A run that stopped before recording (a killed worker) had sent this update:
-            # it succeeded, and counting it as skipped would misreport the batch.
-            details["reason"] = "sent by an earlier run that stopped before recording it"
-            return Outcome(
-                ItemStatus.SUCCEEDED, http_status=read_status, attempts=attempts.updates,
-                sent=sent, details=details,
-            )  # fmt: skip
-        if skip is not None:
-            details["reason"] = skip
-            return Outcome(
-                ItemStatus.SKIPPED, http_status=read_status, attempts=attempts.total,
-                sent=sent, details=details,
-            )  # fmt: skip
-        details["before"] = snapshot(current, item.body)
+        decided, attempts = _decide(
+            item, api, store, sender, rules, sent, retaken, gate, max_read_age, details
+        )
+        if decided is not None:
+            return decided
     body = json.dumps(item.body, separators=(",", ":"))
     try:
         result, attempts = sender.run(
@@ -236,6 +236,48 @@ def _read_then_write(
         ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts.updates,
         sent=sent, details=details,
     )  # fmt: skip
+
+
+def _decide(
+    item: WorkItem,
+    api: VapiApi,
+    store: ReportStore,
+    sender: Sender,
+    rules: SendRules,
+    sent: dict[str, Any],
+    retaken: bool,
+    gate: Gate | None,
+    max_read_age: float,
+    details: dict[str, Any],
+) -> tuple[Outcome | None, Attempts]:
+    """Read the number and fill `details` (changes, when and how it was read, the
+    snapshot); the outcome when no PATCH is to be sent, else None."""
+    seen, attempts = _current(item, api, sender, item.attempts, gate, max_read_age)
+    current, read_status = seen.values, seen.http_status
+    diff = changes(current, item.body)
+    details |= {
+        "changes": [c.as_dict() for c in diff], "in_target_state": not diff,
+        "read_at": iso_time(seen.at), "read_by": seen.source,
+    }  # fmt: skip
+    skip = _skip_reason(item, store, rules, current, diff, details)
+    if skip is not None and retaken and not diff and rules.mode is not BatchMode.DRY_RUN:
+        # A run that stopped before recording (a killed worker) had sent this update:
+        # it succeeded, and counting it as skipped would misreport the batch.
+        details["reason"] = "sent by an earlier run that stopped before recording it"
+        done = Outcome(
+            ItemStatus.SUCCEEDED, http_status=read_status, attempts=attempts.updates,
+            sent=sent, details=details,
+        )  # fmt: skip
+        return done, attempts
+    if skip is not None:
+        details["reason"] = skip
+        skipped = Outcome(
+            ItemStatus.SKIPPED, http_status=read_status, attempts=attempts.total,
+            sent=sent, details=details,
+        )  # fmt: skip
+        return skipped, attempts
+    details["before"] = snapshot(current, item.body)
+    return None, attempts
 
 
 @dataclass(frozen=True, slots=True)

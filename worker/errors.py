@@ -25,6 +25,8 @@ TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class DeliveryError(Exception):
+    """Raised when a request to the API did not succeed; the subclass says if retrying helps."""
+
     def __init__(self, message: str, *, http_status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -33,33 +35,35 @@ class DeliveryError(Exception):
 
 
 class TransientError(DeliveryError):
-    pass
+    """Raised when the API or the network had a bad moment: the same request may succeed."""
 
 
 class RateLimited(TransientError):
+    """Raised on a 429; `retry_after` holds the server's Retry-After in seconds, if usable."""
+
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message, http_status=429)
         self.retry_after = retry_after
 
 
 class ServerError(TransientError):
-    pass
+    """Raised on a 408 or a 5xx answer."""
 
 
 class NetworkError(TransientError):
-    pass
+    """Raised when no answer came: a timeout, or a refused or dropped connection."""
 
 
 class PermanentError(DeliveryError):
-    pass
+    """Raised when the same request would fail the same way again: not retried."""
 
 
 class AuthError(PermanentError):
-    pass
+    """Raised on a 401 or 403: the key is wrong for every number, not just this one."""
 
 
 class RejectedError(PermanentError):
-    pass
+    """Raised on any other 4xx: a bad body, an unknown number, a conflict."""
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -115,6 +115,8 @@ class _Slot:
 
 
 class Supervisor:
+    """Runs the worker processes: starts them, restarts one that dies, stops them on a signal."""
+
     def __init__(
         self,
         slots: Sequence[tuple[list[str], dict[str, str]]],

@@ -89,6 +89,8 @@ class Pace:
 
 @dataclass(frozen=True, slots=True)
 class Remembered:
+    """A rate learned for this API and key, kept so the next batch starts near it."""
+
     rate: float
     at: float  # when it was learned, on the limiter's clock
 
@@ -107,6 +109,8 @@ class Slot:
 
 @dataclass(frozen=True, slots=True)
 class LimiterState:
+    """Everything the pace depends on: the next free slot, the rate and what was learned."""
+
     tat: float = 0.0  # when the next slot is free (GCRA's theoretical arrival time)
     rate: float = 0.0  # requests/s now; 0 until the first reservation
     rate_at: float = 0.0  # when `rate` was last advanced
@@ -311,6 +315,8 @@ def view(state: LimiterState, now: float) -> View:
 
 
 class LimiterBackend(Protocol):
+    """Keeps a `LimiterState` and runs each step of the algorithm on it atomically."""
+
     def reserve(self, max_wait: float) -> Slot: ...
 
     def rate_limited(self, pause: float, slot: Slot | None = None) -> None: ...

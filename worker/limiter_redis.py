@@ -5,13 +5,13 @@ hosts with skewed clocks still agree. The scripts mirror `worker.limiter`'s pure
 functions line by line and take its constants as arguments (one source for both);
 `tests/test_limiter_contract.py` holds both to the same tests.
 
-Keys, per API and key (`limiter_key`): the state hash, and beside it the rate learned
-there, kept a week for the next batch (`<state key>:learned`, "rate|at").
+Keys, per API and key (`jobs.store.pace.limiter_key`): the state hash, and beside it the
+rate learned there, kept a week for the next batch (`learned_key`, "rate|at"). Front ends
+read both through `jobs.store.pace`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import uuid
@@ -20,17 +20,11 @@ from contextlib import contextmanager
 
 import redis
 
+from jobs.store.pace import IN_FLIGHT_KEY, learned_key
 from worker import limiter as algo
 from worker.limiter import Pace, Slot, Throttled, View
 
-IN_FLIGHT_KEY = "phonebatch:in-flight"
 REMEMBER_SECONDS = 7 * 86_400  # a learned rate is forgotten after a week unused
-
-
-def limiter_key(base_url: str, api_key: str) -> str:
-    """The limiter of one API and key: a fingerprint of both, never the key itself."""
-    digest = hashlib.sha256(f"{base_url.rstrip('/')}\n{api_key}".encode()).hexdigest()
-    return f"phonebatch:limiter:{digest[:16]}"
 
 
 # ARGV of every script: 1 ceiling (0: none), 2 unlimited (1/0), 3 start, 4 growth,
@@ -285,7 +279,7 @@ class RedisLimiterBackend:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pace = pace
-        self._keys = [key, f"{key}:learned"]
+        self._keys = [key, learned_key(key)]
         self._args = _pace_args(pace)
         self._reserve = client.register_script(RESERVE)
         self._rate_limited = client.register_script(RATE_LIMITED)

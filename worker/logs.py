@@ -31,6 +31,8 @@ def about_item(batch_id: str, row: int, number_id: str) -> Iterator[None]:
 
 
 class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line, with the item it is about, if any."""
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),

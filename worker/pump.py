@@ -1,4 +1,4 @@
-"""A daemon thread in a worker that runs one small job at a fixed interval until stopped."""
+"""Daemon threads in a worker that run one small job at a fixed interval until stopped."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ import logging
 import threading
 from collections.abc import Callable
 
+import redis
+
+from jobs.queue.deferral import Deferrals
+
 log = logging.getLogger(__name__)
 
 
 class Pump:
+    """A daemon thread that calls `tick` every `interval` seconds until stopped."""
+
     def __init__(self, name: str, tick: Callable[[], None], interval: float) -> None:
         self._tick = tick
         self._interval = interval
@@ -28,3 +34,16 @@ class Pump:
                 self._tick()
             except Exception:  # keep the pump alive; the next tick tries again
                 log.exception("%s", self._thread.name)
+
+
+def deferral_pump(deferrals: Deferrals, interval: float = 0.2) -> Pump:
+    """Puts due items back on the queue, in every worker."""
+
+    def tick() -> None:
+        try:
+            while deferrals.release_due() >= 500:
+                pass
+        except redis.RedisError as exc:  # Redis restarting: try again next tick
+            log.warning("could not move deferred items back to the queue: %s", exc)
+
+    return Pump("phonebatch-deferrals", tick, interval)

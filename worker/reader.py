@@ -1,10 +1,10 @@
 """Read a batch's numbers through the listing, a page just ahead of the sends.
 
 One task per step (`phonebatch.read_numbers`): read one page, queue the batch's items
-found on it with their reads (`jobs.reads.Read`), then either come back for the next
+found on it with their reads (`jobs.batch.reads.Read`), then either come back for the next
 page when the sends of this one are mostly done, or stop and queue every number the
 listing did not show, to be read by GET. The rules (what is kept, how old, when listing
-pays) are in `jobs.reads`.
+pays) are in `jobs.batch.reads`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 
 import redis
 
-from jobs.producer import enqueue_items
-from jobs.reads import keep_listing, kept_read, unread_key, worth_listing
-from jobs.store import BatchMode, BatchState, ReportStore
-from jobs.validation import BatchItem
+from jobs.batch.reads import keep_listing, kept_read, unread_key, worth_listing
+from jobs.batch.validation import BatchItem
+from jobs.operations.producer import enqueue_items
+from jobs.store.interface import BatchMode, BatchState, ReportStore
 from worker.delivery import Sender
 from worker.retry import Attempts
 from worker.vapi import VapiApi
@@ -61,6 +61,8 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class Reader:
+    """Takes a batch's listing one step at a time, with what a step needs to read and queue."""
+
     api: VapiApi
     sender: Sender
     store: ReportStore

@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from config import Settings
-from jobs.metrics import LIMITER_WAIT_SECONDS, RATE_LIMITED, RETRIES
 from worker.errors import DeliveryError, RateLimited, is_retryable
 from worker.limiter import Limiter, Slot, Throttled
+from worker.metrics import LIMITER_WAIT_SECONDS, RATE_LIMITED, RETRIES
 
 T = TypeVar("T")
 
@@ -77,6 +77,9 @@ class Stopped(Deferred):
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How often and how long an item is tried again: attempts, backoff, and the waits a
+    task may sit out before it hands the item back to the queue."""
+
     max_attempts: int = 6
     max_rate_limited: int = 30
     base: float = 0.5
@@ -143,53 +146,19 @@ class RetryingSender:
         `gate`, if given, runs before every attempt, after the waits (limiter, in-flight
         place, backoff) and right before the call: it raises to send nothing. A `Stopped`
         it raises leaves with the attempts so far."""
-        tracker = Attempts(**attempts.as_dict())
-        started = self._clock()
-        slots: list[Slot] = []  # the last is the slot of the attempt that just ended
-        pauses: list[float] = []  # the last is the wait the last 429 asked for
-
-        def left() -> float:
-            return max(0.0, self.policy.budget - (self._clock() - started))
-
-        def attempt() -> T:
-            # Every wait counts against the task's budget, so a task never holds its
-            # item longer than its claim lease.
-            try:
-                slot = self.limiter.acquire(budget=left())
-                LIMITER_WAIT_SECONDS.observe(slot.wait)
-                slots.append(slot)
-                with self._in_flight(left()):
-                    if gate is not None:
-                        gate()
-                    tracker.total += 1
-                    return call()
-            except Throttled as exc:
-                raise Deferred(exc.delay, tracker) from exc
-            except Stopped as exc:
-                exc.attempts = tracker
-                raise
-
-        def after(state: RetryCallState) -> None:
-            self._count(tracker, state, slots[-1] if slots else None, pauses)
-
-        def sleep(seconds: float) -> None:
-            spent = self._clock() - started
-            if seconds > self.policy.inline_limit or spent + seconds > self.policy.budget:
-                raise Deferred(seconds, tracker)
-            self._sleep(seconds)
-
+        one = _OneCall(self, call, Attempts(**attempts.as_dict()), gate)
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
-            stop=lambda _: self.policy.gives_up(tracker),
-            wait=lambda state: self._wait(tracker, state, pauses),
-            after=after,
-            sleep=sleep,
+            stop=lambda _: self.policy.gives_up(one.tracker),
+            wait=lambda state: self._wait(one.tracker, state, one.pauses),
+            after=one.after,
+            sleep=one.sleep,
             reraise=True,
         )
         try:
-            return retrying(attempt), tracker
+            return retrying(one.attempt), one.tracker
         except DeliveryError as exc:
-            exc.attempts = tracker.total
+            exc.attempts = one.tracker.total
             raise
 
     def _count(
@@ -214,3 +183,52 @@ class RetryingSender:
             # item back); it then takes a slot at the pace learned meanwhile.
             return pauses[-1]
         return self.policy.backoff(tracker.failures)
+
+
+class _OneCall(Generic[T]):
+    """What one `RetryingSender.run` keeps between its attempts: the attempts counted,
+    when it started (every wait counts against the task's budget, so a task never holds
+    its item longer than its claim lease), the slot of each attempt and the wait each
+    429 asked for."""
+
+    def __init__(
+        self,
+        sender: RetryingSender,
+        call: Callable[[], T],
+        tracker: Attempts,
+        gate: Callable[[], None] | None,
+    ) -> None:
+        self.sender, self.call, self.tracker, self.gate = sender, call, tracker, gate
+        self.started = sender._clock()
+        self.slots: list[Slot] = []  # the last is the slot of the attempt that just ended
+        self.pauses: list[float] = []  # the last is the wait the last 429 asked for
+
+    def left(self) -> float:
+        return max(0.0, self.sender.policy.budget - (self.sender._clock() - self.started))
+
+    def attempt(self) -> T:
+        try:
+            slot = self.sender.limiter.acquire(budget=self.left())
+            LIMITER_WAIT_SECONDS.observe(slot.wait)
+            self.slots.append(slot)
+            with self.sender._in_flight(self.left()):
+                if self.gate is not None:
+                    self.gate()
+                self.tracker.total += 1
+                return self.call()
+        except Throttled as exc:
+            raise Deferred(exc.delay, self.tracker) from exc
+        except Stopped as exc:
+            exc.attempts = self.tracker
+            raise
+
+    def after(self, state: RetryCallState) -> None:
+        slot = self.slots[-1] if self.slots else None
+        self.sender._count(self.tracker, state, slot, self.pauses)
+
+    def sleep(self, seconds: float) -> None:
+        policy = self.sender.policy
+        spent = self.sender._clock() - self.started
+        if seconds > policy.inline_limit or spent + seconds > policy.budget:
+            raise Deferred(seconds, self.tracker)
+        self.sender._sleep(seconds)

@@ -15,18 +15,21 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from config import Settings
-from jobs.store_redis import RedisReportStore
-from worker.deferral import Deferrals
+from jobs.queue.deferral import Deferrals
+from jobs.queue.messages import UPDATE_TASK, task_message, update_args
+from jobs.store.pace import LIMITERS_KEY, limiter_key
+from jobs.store.redis_store import RedisReportStore
 from worker.delivery import WorkItem
 from worker.limiter import Limiter, Pace
-from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend, limiter_key
-from worker.messages import UPDATE_TASK, task_message, update_args
+from worker.limiter_redis import RedisInFlightCap, RedisLimiterBackend
 from worker.retry import Attempts, Deferred, RetryingSender, RetryPolicy
 from worker.vapi import VapiApi, build_api
 
 
 @dataclass(frozen=True)
 class Runtime:
+    """A worker process's shared parts: API client, store, sender, deferrals, settings."""
+
     settings: Settings
     api: VapiApi
     store: RedisReportStore
@@ -113,6 +116,7 @@ def build_runtime(settings: Settings) -> Runtime:
     api = build_api(settings)
     secret = settings.vapi_api_key.get_secret_value() if settings.vapi_api_key else ""
     key = limiter_key(settings.vapi_base_url, secret)  # a fingerprint: never the key
+    client.hset(LIMITERS_KEY, key, settings.vapi_base_url)  # for front ends to find it
     limiter = Limiter(
         RedisLimiterBackend(client, pace(settings), key), max_pause=settings.inline_wait_limit
     )

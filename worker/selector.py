@@ -11,11 +11,11 @@ from typing import Any
 
 import redis
 
-from jobs.intake import validate_records
-from jobs.producer import enqueue_items, seeds_of
-from jobs.reads import kept_read
-from jobs.selection import selected_records
-from jobs.store import ReportStore
+from jobs.batch.intake import validate_records
+from jobs.batch.reads import kept_read
+from jobs.batch.selection import selected_records
+from jobs.operations.producer import enqueue_items, seeds_of
+from jobs.store.interface import ReportStore
 from worker.delivery import Sender
 from worker.retry import Attempts
 from worker.vapi import VapiApi

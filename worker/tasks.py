@@ -1,5 +1,5 @@
 """The worker's tasks, all thin: update one number (`worker.delivery`), build a selector
-batch (`worker.selector`), fire a schedule's slot (`jobs.scheduling`)."""
+batch (`worker.selector`), fire a schedule's slot (`jobs.operations.scheduling`)."""
 
 from __future__ import annotations
 
@@ -18,19 +18,19 @@ from prometheus_client import start_http_server
 
 from config import Settings
 from config.schedules import find, load_schedules
-from jobs.reads import Read
-from jobs.scheduling import fire
-from jobs.store import ItemRecord
-from jobs.store_redis import RedisReportStore
+from jobs.batch.reads import Read
+from jobs.operations.scheduling import fire
+from jobs.queue.deferral import Deferrals
+from jobs.queue.messages import READ_TASK, SELECT_TASK, UPDATE_TASK
+from jobs.store.interface import ItemRecord
+from jobs.store.redis_store import RedisReportStore
 from worker.app import app
 from worker.beat import FIRE_TASK
 from worker.broker import receipt_for
-from worker.deferral import Deferrals, deferral_pump
 from worker.delivery import WorkItem, deliver
 from worker.errors import DeliveryError
 from worker.logs import about_item, configure
-from worker.messages import READ_TASK, SELECT_TASK, UPDATE_TASK
-from worker.pump import Pump
+from worker.pump import Pump, deferral_pump
 from worker.reader import Progress, Reader, account_size_key
 from worker.retry import Attempts, Deferred
 from worker.runtime import Runtime, get_runtime, resilient_redis

@@ -18,14 +18,14 @@ from urllib.request import getproxies, proxy_bypass
 import httpx
 
 from config import Settings
-from jobs.metrics import REQUEST_SECONDS, REQUESTS, labelled
 from worker.errors import error_for_exception, error_for_response
+from worker.metrics import REQUEST_SECONDS, REQUESTS, labelled
 
 USER_AGENT = "phonebatch/0.1"
 
 
 class MissingApiKey(RuntimeError):
-    pass
+    """Raised when a worker is to call the API and `VAPI_API_KEY` is not set."""
 
 
 def timeouts(settings: Settings) -> httpx.Timeout:
@@ -69,6 +69,8 @@ def _proxy_for(url: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class ApiResult:
+    """A 2xx answer: its status code and its JSON body (None if not read, or not JSON)."""
+
     http_status: int
     payload: Any
 

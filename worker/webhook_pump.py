@@ -13,15 +13,17 @@ import time
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from jobs.report import status_dict
-from jobs.store import ReportStore
-from jobs.webhooks import headers, payload
+from jobs.operations.webhooks import headers, payload
+from jobs.store.interface import ReportStore
+from jobs.store.report import status_dict
 from worker.pump import Pump
 
 log = logging.getLogger(__name__)
 
 
 class WebhookFailed(Exception):
+    """Raised when a webhook post fails; `retryable` says whether trying again may help."""
+
     def __init__(self, message: str, retryable: bool) -> None:
         super().__init__(message)
         self.retryable = retryable

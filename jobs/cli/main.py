@@ -1,0 +1,54 @@
+"""The `phonebatch` command.
+
+Readable output for people, `--json` for scripts. Errors are one line on stderr
+(`--debug` shows the traceback). Exit codes: 0 done, 1 a batch had failures or a
+service could not be reached, 2 bad input or usage.
+
+The commands live in the modules beside this one, by what they do; importing them
+registers them on the one Typer app (`jobs.cli.shared.app`).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import redis
+from pydantic import ValidationError
+
+from jobs.batch.sources import InputError
+from jobs.batch.urls import safe_url
+from jobs.cli import control, inspection, run, schedules, serve, submit
+from jobs.cli.shared import EXIT_INVALID, CliError, app, err, settings, state
+
+COMMANDS = (submit, inspection, control, run, serve, schedules)  # registered on import
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as exc:
+        _fail(str(exc), EXIT_INVALID, exc)
+    except ValidationError as exc:  # the settings: environment or .env
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"bad configuration: {problems}", EXIT_INVALID, exc)
+    except CliError as exc:
+        _fail(str(exc), exc.code, exc)
+    except redis.ConnectionError as exc:
+        _fail(f"lost the connection to Redis at {safe_url(settings().redis_url)}: {exc}", 1, exc)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130, None)
+    except Exception as exc:  # the last line of defence: one line, not a traceback
+        _fail(f"unexpected error: {exc!r} (run with --debug for the traceback)", 1, exc)
+
+
+def _fail(message: str, code: int, exc: BaseException | None) -> None:
+    if state["debug"] and exc is not None:
+        raise exc
+    err.print(f"phonebatch: {message}", markup=False)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

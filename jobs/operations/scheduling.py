@@ -1,0 +1,97 @@
+"""Fire a schedule: build its batch and submit it, once per scheduled slot.
+
+Beat processes send a fire task for each due slot; the first task to take the slot's
+lock in Redis creates the batch, so a slot fires once even when beat restarts or two
+beats run by mistake.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+from pathlib import Path
+
+import redis
+
+from config.schedules import Schedule
+from jobs.batch.intake import Intake, read_batch, validate_records
+from jobs.batch.sources import Defaults, InputError, RawRecord, detect_format
+from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.store.interface import BatchMode, ReportStore
+
+SLOT_LOCK_TTL = 7 * 24 * 3600
+
+
+def schedule_intake(schedule: Schedule, base_dir: Path) -> Intake:
+    """The schedule's batch, validated whole like any other."""
+    if schedule.file is not None:
+        path = base_dir / schedule.file
+        try:
+            text = path.read_text("utf-8-sig")
+        except FileNotFoundError:
+            raise InputError(f"schedule {schedule.name!r}: no batch file {path}") from None
+        return read_batch(
+            io.StringIO(text, newline=""), detect_format(path.name), provider=schedule.provider
+        )
+    records: list[Defaults | RawRecord] = [Defaults(dict(schedule.set or {}))]
+    records += [
+        RawRecord(n, {"id": number_id}) for n, number_id in enumerate(schedule.ids or [], 1)
+    ]
+    return validate_records(records, provider=schedule.provider)
+
+
+def slot_key(name: str, slot: datetime) -> str:
+    # The wall-clock time, not its UTC offset: on the night clocks go back, 01:30 comes
+    # twice and fires once.
+    return f"phonebatch:schedule:{name}:{slot.replace(tzinfo=None).isoformat()}"
+
+
+def take_slot(client: redis.Redis, name: str, slot: datetime) -> bool:
+    """True for the first taker of this schedule's slot, False for every later one."""
+    return bool(client.set(slot_key(name, slot), "fired", nx=True, ex=SLOT_LOCK_TTL))
+
+
+def fire(
+    schedule: Schedule,
+    *,
+    base_dir: Path,
+    store: ReportStore,
+    broker: redis.Redis,
+    queue: str,
+    default_webhook: str | None = None,
+    slot: datetime | None = None,
+) -> str | None:
+    """Submit the schedule's batch; None if this slot was fired already."""
+    intake = schedule_intake(schedule, base_dir)  # validated before the slot is taken
+    if not intake.ok:
+        raise InputError(f"schedule {schedule.name!r}: {intake.errors[0]}")
+    if slot is not None and not take_slot(broker, schedule.name, slot):
+        return None
+    when = f" at {slot.isoformat()}" if slot else " (run by hand)"
+    try:
+        return _submit(schedule, intake, when, store, broker, queue, default_webhook)
+    except Exception:
+        if slot is not None:  # the slot did not fire: let a later try have it
+            broker.delete(slot_key(schedule.name, slot))
+        raise
+
+
+def _submit(
+    schedule: Schedule,
+    intake: Intake,
+    when: str,
+    store: ReportStore,
+    broker: redis.Redis,
+    queue: str,
+    default_webhook: str | None,
+) -> str:
+    return submit_batch(
+        intake.items,
+        store=store,
+        broker=broker,
+        queue=queue,
+        name=f"{schedule.name}{when}",
+        source=f"schedule:{schedule.name}",
+        webhook_url=schedule.webhook_url or default_webhook,
+        options=BatchOptions(mode=BatchMode.DRY_RUN if schedule.dry_run else BatchMode.UPDATE),
+    )

@@ -1,0 +1,328 @@
+"""The report store in process memory: the same behaviour as Redis, for tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from jobs.store.interface import (
+    BatchState,
+    BatchStatus,
+    Claim,
+    Counts,
+    ItemRecord,
+    ItemSeed,
+    ItemStatus,
+    NewBatch,
+    Receipt,
+    SendRules,
+    Ticket,
+    WebhookState,
+)
+
+
+@dataclass
+class _Batch:
+    status: BatchStatus
+    items: dict[int, ItemRecord] = field(default_factory=dict)
+    bodies: dict[int, str] = field(default_factory=dict)
+    claims: dict[int, tuple[float, str]] = field(default_factory=dict)  # lease expiry, owner
+    expect: dict[int, dict[str, Any]] = field(default_factory=dict)
+    auth_failures: int = 0
+    selection_begun: bool = False
+    parked: list[str] = field(default_factory=list)  # newest first, as LPUSH keeps them
+    parked_queue: str | None = None  # the workers' queue the parked messages came from
+
+
+class MemoryReportStore:
+    """A `ReportStore` in a dict behind one lock, with queues as lists: for tests."""
+
+    retention_seconds = 30 * 86_400  # nothing expires in memory; said for the protocol
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: dict[str, _Batch] = {}
+        self._webhooks_due: list[str] = []
+        self._queues: dict[str, list[str]] = {}  # as a Redis list: LPUSH adds at index 0
+
+    def queued(self, queue: str) -> list[str]:
+        """The messages on `queue`, left to right as LRANGE gives them (workers take from
+        the right)."""
+        with self._lock:
+            return list(self._queues.get(queue, []))
+
+    def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
+        status = BatchStatus(
+            batch_id=batch.batch_id,
+            name=batch.name,
+            source=batch.source,
+            state=BatchState.QUEUED,
+            counts=Counts(total=batch.total, pending=batch.total),
+            created_at=time.time(),
+            parent_id=batch.parent_id,
+            webhook=WebhookState(batch.webhook_url) if batch.webhook_url else None,
+            mode=batch.mode,
+            force=batch.force,
+            read_first=batch.read_first,
+            rollback_of=batch.rollback_of,
+            selecting=batch.selecting,
+        )
+        entry = _Batch(status)
+        _write(entry, items)
+        with self._lock:
+            self._batches[batch.batch_id] = entry
+
+    def begin_selection(self, batch_id: str) -> bool:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None or not entry.status.selecting or entry.selection_begun:
+                return False
+            entry.selection_begun = True
+            return True
+
+    def add_items(self, batch_id: str, items: list[ItemSeed]) -> BatchStatus | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return None
+            _write(entry, items)
+            counts = entry.status.counts
+            counts = replace(
+                counts, total=counts.total + len(items), pending=counts.pending + len(items)
+            )
+            entry.status = replace(entry.status, counts=counts, selecting=False)
+            if counts.pending <= 0 and entry.status.state is not BatchState.CANCELLED:
+                entry.status = replace(
+                    entry.status, state=BatchState.COMPLETED, finished_at=time.time()
+                )
+                self._ended(entry)
+            return entry.status
+
+    def expectation(self, batch_id: str, index: int) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            return entry.expect.get(index) if entry else None
+
+    def status(self, batch_id: str) -> BatchStatus | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            return entry.status if entry else None
+
+    def record_outcome(
+        self, batch_id: str, item: ItemRecord, keep_body: str | None = None,
+        receipt: Receipt | None = None,
+    ) -> bool:  # fmt: skip
+        # No broker here: a receipt stays unsettled and the broker acks as usual.
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            current = entry.items.get(item.index) if entry else None
+            if entry is None or current is None or current.status is not ItemStatus.PENDING:
+                return False
+            entry.items[item.index] = item
+            entry.claims.pop(item.index, None)
+            if keep_body:
+                entry.bodies[item.index] = keep_body
+            entry.status = _counted(entry.status, item.status, 1)
+            self._ended(entry)
+            return True
+
+    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
+        now = time.time()
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            current = entry.items.get(index) if entry else None
+            if entry is None or current is None:
+                return Ticket(Claim.MISSING)
+            if current.status is not ItemStatus.PENDING:
+                return Ticket(Claim.DONE)
+            if entry.status.state is BatchState.CANCELLED:
+                entry.items[index] = replace(current, status=ItemStatus.CANCELLED, finished_at=now)
+                entry.claims.pop(index, None)
+                entry.status = _counted(entry.status, ItemStatus.CANCELLED, 1)
+                self._ended(entry)
+                return Ticket(Claim.CANCELLED)
+            expiry, holder = entry.claims.get(index, (0.0, ""))
+            if entry.status.state is BatchState.PAUSED:
+                if expiry and holder == owner:  # only this run's own claim: see CLAIM
+                    entry.claims.pop(index, None)
+                return Ticket(Claim.PAUSED)
+            if expiry > now and holder != owner:
+                return Ticket(Claim.BUSY, busy_for=expiry - now)
+            entry.claims[index] = (now + lease, owner)
+            entry.status = _active(entry.status, now)
+            claim = Claim.RETAKEN if holder else Claim.CLAIMED
+            return Ticket(claim, item=current, rules=SendRules.of(entry.status))
+
+    def release(self, batch_id: str, index: int) -> None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry:
+                entry.claims.pop(index, None)
+
+    def cancel(self, batch_id: str) -> BatchStatus | None:
+        now = time.time()
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return None
+            if entry.status.state in (BatchState.QUEUED, BatchState.RUNNING, BatchState.PAUSED):
+                entry.status = replace(
+                    entry.status, state=BatchState.CANCELLED, finished_at=now, active_at=now,
+                    paused_at=None,
+                )  # fmt: skip
+                entry.parked.clear()
+            if entry.status.state is BatchState.CANCELLED:
+                swept = 0
+                for index, record in entry.items.items():
+                    live = entry.claims.get(index, (0.0, ""))[0] > now
+                    if record.status is ItemStatus.PENDING and not live:
+                        entry.items[index] = replace(
+                            record, status=ItemStatus.CANCELLED, finished_at=now
+                        )
+                        entry.claims.pop(index, None)
+                        swept += 1
+                entry.status = _counted(entry.status, ItemStatus.CANCELLED, swept)
+                self._ended(entry)
+            return entry.status
+
+    def state_of(self, batch_id: str) -> BatchState | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            return entry.status.state if entry else None
+
+    def pause(self, batch_id: str) -> BatchStatus | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return None
+            if entry.status.state in (BatchState.QUEUED, BatchState.RUNNING):
+                entry.status = replace(entry.status, state=BatchState.PAUSED, paused_at=time.time())
+            return entry.status
+
+    def park(self, batch_id: str, queue: str, message: str) -> bool:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is not None and entry.status.state is BatchState.PAUSED:
+                entry.parked.insert(0, message)
+                entry.parked_queue = queue  # where a continue puts them back
+                return True
+            self._queues.setdefault(queue, []).insert(0, message)
+            return False
+
+    def parked(self, batch_id: str) -> list[str]:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            return list(entry.parked) if entry else []
+
+    def continue_batch(self, batch_id: str, queue: str) -> tuple[bool, BatchStatus] | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return None
+            if entry.status.state is not BatchState.PAUSED:
+                return False, entry.status
+            state = BatchState.RUNNING if entry.status.started_at else BatchState.QUEUED
+            entry.status = replace(entry.status, state=state, paused_at=None, active_at=time.time())
+            # To the front of the queue (its right end), the first parked taken first.
+            self._queues.setdefault(entry.parked_queue or queue, []).extend(entry.parked)
+            entry.parked.clear()
+            return True, entry.status
+
+    def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return {}
+            return {i: entry.bodies[i] for i in indexes if i in entry.bodies}
+
+    def halt(self, batch_id: str, reason: str) -> None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry and entry.status.halted_reason is None:
+                entry.status = replace(entry.status, halted_reason=reason)
+
+    def take_due_webhook(self) -> str | None:
+        with self._lock:
+            return self._webhooks_due.pop(0) if self._webhooks_due else None
+
+    def record_webhook(self, batch_id: str, status: str, attempts: int, error: str | None) -> None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry and entry.status.webhook:
+                webhook = replace(
+                    entry.status.webhook, status=status, attempts=attempts, error=error
+                )
+                entry.status = replace(entry.status, webhook=webhook)
+
+    def _ended(self, entry: _Batch) -> None:
+        webhook = entry.status.webhook
+        if entry.status.counts.pending <= 0 and webhook and webhook.status == "waiting":
+            entry.status = replace(entry.status, webhook=replace(webhook, status="pending"))
+            self._webhooks_due.append(entry.status.batch_id)
+
+    def link_retry(self, parent_id: str, child_id: str) -> None:
+        with self._lock:
+            entry = self._batches.get(parent_id)
+            if entry:
+                retried = (*entry.status.retried_by, child_id)
+                entry.status = replace(entry.status, retried_by=retried)
+
+    def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return False
+            entry.auth_failures += 1
+            if entry.status.halted_reason is None and entry.auth_failures >= limit:
+                entry.status = replace(entry.status, halted_reason=reason)
+            return entry.status.halted_reason is not None
+
+    def item(self, batch_id: str, index: int) -> ItemRecord | None:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            return entry.items.get(index) if entry else None
+
+    def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return []
+            indexes = range(max(start, 0), max(start, 0) + max(limit, 0))
+            return [entry.items[i] for i in indexes if i in entry.items]
+
+    def list_batches(self, offset: int = 0, limit: int = 50) -> list[BatchStatus]:
+        with self._lock:
+            statuses = [entry.status for entry in self._batches.values()]
+        newest = sorted(statuses, key=lambda b: b.created_at, reverse=True)
+        return newest[offset : offset + limit]
+
+
+def _write(entry: _Batch, items: Iterable[ItemSeed]) -> None:
+    for seed in items:
+        entry.items[seed.index] = ItemRecord(seed.index, seed.row, seed.number_id)
+        entry.bodies[seed.index] = seed.body
+        if seed.expect:
+            entry.expect[seed.index] = json.loads(seed.expect)
+
+
+def _active(batch: BatchStatus, now: float) -> BatchStatus:
+    if batch.state is BatchState.QUEUED:
+        return replace(batch, state=BatchState.RUNNING, started_at=now, active_at=now)
+    return replace(batch, active_at=now)
+
+
+def _counted(batch: BatchStatus, status: ItemStatus, moved: int) -> BatchStatus:
+    """The batch after `moved` items left `pending` for `status`."""
+    if not moved:
+        return batch
+    now = time.time()
+    counts = replace(batch.counts, pending=batch.counts.pending - moved)
+    counts = replace(counts, **{status.value: getattr(counts, status.value) + moved})
+    batch = _active(replace(batch, counts=counts), now)
+    if counts.pending <= 0 and batch.state in (BatchState.RUNNING, BatchState.PAUSED):
+        batch = replace(batch, state=BatchState.COMPLETED, finished_at=now, paused_at=None)
+    return batch

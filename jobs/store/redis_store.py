@@ -1,0 +1,386 @@
+"""The report store in Redis.
+
+Keys (the `{id}` hash tag keeps a batch's keys in one slot of a Redis Cluster):
+
+- `phonebatch:batches`         sorted set: batch id -> created_at, for `list`
+- `phonebatch:{id}:batch`      hash: name, source, state, times, counters
+- `phonebatch:{id}:items`      hash: item index -> item record (JSON)
+- `phonebatch:{id}:claims`     hash: item index -> lease expiry of the run sending it
+- `phonebatch:{id}:bodies`     hash: item index -> request body (JSON), for resume and
+                               retry; never shown in a report
+- `phonebatch:{id}:parked`     list: task messages of a paused batch, back on the queue
+                               when it continues
+
+A batch's keys expire `retention` seconds after the batch is created, and again after
+it finishes, so a report lives at least that long after its last outcome. The atomic
+steps are the Lua scripts in `jobs.store.scripts`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from itertools import islice
+from typing import Any
+
+import orjson
+import redis
+from redis.typing import EncodableT, FieldT
+
+from jobs.queue import resp
+from jobs.queue.bulk import BulkWriter
+from jobs.store import scripts
+from jobs.store.interface import (
+    COUNTED,
+    BatchMode,
+    BatchState,
+    BatchStatus,
+    Claim,
+    Counts,
+    ItemRecord,
+    ItemSeed,
+    ItemStatus,
+    NewBatch,
+    Receipt,
+    SendRules,
+    StoreUnavailable,
+    Ticket,
+    WebhookState,
+)
+
+BATCHES_KEY = "phonebatch:batches"
+WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
+_CHUNK = 2000
+
+
+def batch_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:batch"
+
+
+def items_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:items"
+
+
+def claims_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:claims"
+
+
+def bodies_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:bodies"
+
+
+def parked_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:parked"
+
+
+def expect_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:expect"
+
+
+def pending_encoder() -> Callable[[ItemSeed], str]:
+    """`ItemRecord(...).encode()` of a new item, without building the record.
+
+    Checked against `ItemRecord.encode` itself: if the stored form ever changes, this
+    gives way to it."""
+
+    def direct(seed: ItemSeed) -> str:
+        record = {"row": seed.row, "id": seed.number_id, "status": ItemStatus.PENDING}
+        return orjson.dumps(record).decode()
+
+    def full(seed: ItemSeed) -> str:
+        return ItemRecord(seed.index, seed.row, seed.number_id).encode()
+
+    probe = ItemSeed(7, 9, 'n"\\1 \u00e9')
+    return direct if direct(probe) == full(probe) else full
+
+
+def _pairs(fields: list[str], values: list[str]) -> list[str]:
+    """`[f1, v1, f2, v2, ...]`: a hash's fields and values as HSET takes them."""
+    pairs = fields + values
+    pairs[::2], pairs[1::2] = fields, values
+    return pairs
+
+
+def _keys(batch_id: str) -> list[str]:
+    return [batch_key(batch_id), items_key(batch_id), claims_key(batch_id), bodies_key(batch_id)]
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value not in (None, "", b"") else None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
+    data = {_text(k): _text(v) for k, v in raw.items()}
+    counts = Counts(total=int(data.get("total", 0)), **{c: int(data.get(c, 0)) for c in COUNTED})
+    return BatchStatus(
+        batch_id=batch_id,
+        name=data.get("name", ""),
+        source=data.get("source", ""),
+        state=BatchState(data.get("state", "queued")),
+        counts=counts,
+        created_at=_float(data.get("created_at")) or 0.0,
+        started_at=_float(data.get("started_at")),
+        finished_at=_float(data.get("finished_at")),
+        parent_id=data.get("parent_id") or None,
+        halted_reason=data.get("halted_reason") or None,
+        active_at=_float(data.get("active_at")),
+        paused_at=_float(data.get("paused_at")),
+        retried_by=tuple(c for c in data.get("retried_by", "").split(",") if c),
+        webhook=_webhook(data),
+        mode=BatchMode(data.get("mode") or "update"),
+        force=data.get("force") == "1",
+        read_first=data.get("read_first", "1") == "1",
+        rollback_of=data.get("rollback_of") or None,
+        selecting=data.get("selecting") in ("1", "2"),
+    )
+
+
+def _webhook(data: dict[str, str]) -> WebhookState | None:
+    url = data.get("webhook_url")
+    if not url:
+        return None
+    return WebhookState(
+        url=url,
+        status=data.get("webhook_status") or "waiting",
+        attempts=int(data.get("webhook_attempts") or 0),
+        error=data.get("webhook_error") or None,
+    )
+
+
+class RedisReportStore:
+    """The `ReportStore` in Redis; each step that must be atomic is one Lua script."""
+
+    def __init__(self, client: redis.Redis, *, retention_seconds: int) -> None:
+        self._redis = client
+        self._retention = retention_seconds
+        self._record = client.register_script(scripts.RECORD_OUTCOME)
+        self._note_auth = client.register_script(scripts.NOTE_AUTH_FAILURE)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._cancel = client.register_script(scripts.CANCEL)
+        self._pause = client.register_script(scripts.PAUSE)
+        self._park = client.register_script(scripts.PARK)
+        self._continue = client.register_script(scripts.CONTINUE)
+        self._sweep = client.register_script(scripts.SWEEP_CANCELLED)
+        self._link = client.register_script(scripts.LINK_RETRY)
+        self._finish_selection = client.register_script(scripts.FINISH_SELECTION)
+        self._begin_selection = client.register_script(scripts.BEGIN_SELECTION)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._redis
+
+    @classmethod
+    def from_url(cls, url: str, *, retention_seconds: int) -> RedisReportStore:
+        return cls(redis.Redis.from_url(url), retention_seconds=retention_seconds)
+
+    @property
+    def retention_seconds(self) -> int:
+        return self._retention
+
+    def ping(self) -> None:
+        try:
+            self._redis.ping()
+        except redis.ConnectionError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
+        meta: dict[FieldT, EncodableT] = {
+            "name": batch.name,
+            "source": batch.source,
+            "state": BatchState.QUEUED.value,
+            "created_at": f"{time.time():.6f}",
+            "total": batch.total,
+            "pending": batch.total,
+            "parent_id": batch.parent_id or "",
+            "webhook_url": batch.webhook_url or "",
+            "mode": batch.mode.value,
+            "force": int(batch.force),
+            "read_first": int(batch.read_first),
+            "rollback_of": batch.rollback_of or "",
+            "selecting": int(batch.selecting),
+        }
+        meta.update({c: 0 for c in COUNTED if c != "pending"})
+        bkey = batch_key(batch.batch_id)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(bkey, mapping=meta)
+        pipe.expire(bkey, self._retention)
+        pipe.zadd(BATCHES_KEY, {batch.batch_id: time.time()})
+        pipe.execute()
+        self._write_items(batch.batch_id, items)
+
+    def _write_items(self, batch_id: str, items: Iterable[ItemSeed]) -> int:
+        ikey, dkey, ekey = items_key(batch_id), bodies_key(batch_id), expect_key(batch_id)
+        pending = pending_encoder()
+        written = 0
+        seeds = iter(items)
+        with BulkWriter(self._redis) as writer:
+            while chunk := list(islice(seeds, _CHUNK)):
+                indexes = [str(s.index) for s in chunk]
+                records = [pending(s) for s in chunk]
+                bodies = [s.body for s in chunk]
+                expected = [(str(s.index), s.expect) for s in chunk if s.expect]
+                commands: list[list[resp.Arg]] = [
+                    ["HSET", ikey, *_pairs(indexes, records)],
+                    ["HSET", dkey, *_pairs(indexes, bodies)],
+                ]
+                if expected:
+                    commands.append(["HSET", ekey, *(part for pair in expected for part in pair)])
+                    commands.append(["EXPIRE", ekey, self._retention])
+                commands.append(["EXPIRE", ikey, self._retention])
+                commands.append(["EXPIRE", dkey, self._retention])
+                writer.send(resp.commands(commands), replies=len(commands))
+                written += len(chunk)
+        return written
+
+    def begin_selection(self, batch_id: str) -> bool:
+        return bool(self._begin_selection(keys=[batch_key(batch_id)]) == 1)
+
+    def add_items(self, batch_id: str, items: list[ItemSeed]) -> BatchStatus | None:
+        added = self._write_items(batch_id, items)
+        self._finish_selection(
+            keys=[batch_key(batch_id), WEBHOOKS_DUE_KEY], args=[added, batch_id, self._retention]
+        )
+        return self.status(batch_id)
+
+    def expectation(self, batch_id: str, index: int) -> dict[str, Any] | None:
+        raw = self._redis.hget(expect_key(batch_id), str(index))
+        return json.loads(raw) if raw else None
+
+    def status(self, batch_id: str) -> BatchStatus | None:
+        raw = self._redis.hgetall(batch_key(batch_id))
+        return decode_status(batch_id, raw) if raw else None
+
+    def record_outcome(
+        self, batch_id: str, item: ItemRecord, keep_body: str | None = None,
+        receipt: Receipt | None = None,
+    ) -> bool:  # fmt: skip
+        keys = [*_keys(batch_id), WEBHOOKS_DUE_KEY]
+        args: list[Any] = [
+            item.index, item.status.value, item.encode(), self._retention, keep_body or "",
+            batch_id,
+        ]  # fmt: skip
+        if receipt is not None:
+            keys += [receipt.index_key, receipt.entries_key]
+            args.append(receipt.tag)
+        result = self._record(keys=keys, args=args)
+        if receipt is not None:
+            receipt.settled = True
+        return bool(result == 1)
+
+    def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
+        answer = self._claim(
+            keys=[*_keys(batch_id)[:3], WEBHOOKS_DUE_KEY],
+            args=[index, lease, self._retention, owner, batch_id],
+        )
+        claim = Claim(_text(answer[0]))
+        if claim is Claim.BUSY:
+            return Ticket(claim, busy_for=float(answer[1]))
+        if claim not in (Claim.CLAIMED, Claim.RETAKEN):
+            return Ticket(claim)
+        mode, force, read_first, halted = (_text(v) if v else "" for v in answer[3:7])
+        rules = SendRules(
+            mode=BatchMode(mode or "update"),
+            force=force == "1",
+            read_first=read_first != "0",
+            halted_reason=halted or None,
+        )
+        return Ticket(claim, item=ItemRecord.decode(index, answer[2]), rules=rules)
+
+    def release(self, batch_id: str, index: int) -> None:
+        self._redis.hdel(claims_key(batch_id), str(index))
+
+    def cancel(self, batch_id: str) -> BatchStatus | None:
+        state = _text(self._cancel(keys=[batch_key(batch_id), parked_key(batch_id)]))
+        if state == "missing":
+            return None
+        if state == "cancelled":
+            total = int(self._redis.hget(batch_key(batch_id), "total") or 0)
+            for first in range(0, total, _CHUNK):
+                last = min(total, first + _CHUNK) - 1
+                self._sweep(
+                    keys=[*_keys(batch_id), WEBHOOKS_DUE_KEY],
+                    args=[first, last, self._retention, batch_id],
+                )
+        return self.status(batch_id)
+
+    def state_of(self, batch_id: str) -> BatchState | None:
+        state = self._redis.hget(batch_key(batch_id), "state")
+        return BatchState(_text(state)) if state else None
+
+    def pause(self, batch_id: str) -> BatchStatus | None:
+        if _text(self._pause(keys=[batch_key(batch_id)])) == "missing":
+            return None
+        return self.status(batch_id)
+
+    def park(self, batch_id: str, queue: str, message: str) -> bool:
+        keys = [batch_key(batch_id), parked_key(batch_id), queue]
+        return bool(self._park(keys=keys, args=[message, self._retention]) == 1)
+
+    def parked(self, batch_id: str) -> list[str]:
+        return [_text(m) for m in self._redis.lrange(parked_key(batch_id), 0, -1)]
+
+    def continue_batch(self, batch_id: str, queue: str) -> tuple[bool, BatchStatus] | None:
+        was_paused, _state, _moved = self._continue(
+            keys=[batch_key(batch_id), parked_key(batch_id), queue]
+        )
+        status = self.status(batch_id)
+        return None if status is None else (bool(was_paused), status)
+
+    def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
+        if not indexes:
+            return {}
+        raws = self._redis.hmget(bodies_key(batch_id), [str(i) for i in indexes])
+        return {i: _text(r) for i, r in zip(indexes, raws, strict=True) if r is not None}
+
+    def halt(self, batch_id: str, reason: str) -> None:
+        self._redis.hsetnx(batch_key(batch_id), "halted_reason", reason)
+
+    def take_due_webhook(self) -> str | None:
+        taken = self._redis.spop(WEBHOOKS_DUE_KEY)
+        return _text(taken) if taken else None
+
+    def record_webhook(self, batch_id: str, status: str, attempts: int, error: str | None) -> None:
+        fields = {
+            "webhook_status": status,
+            "webhook_attempts": attempts,
+            "webhook_error": error or "",
+        }
+        self._redis.hset(batch_key(batch_id), mapping=fields)  # type: ignore[arg-type]
+
+    def link_retry(self, parent_id: str, child_id: str) -> None:
+        self._link(keys=[batch_key(parent_id)], args=[child_id])
+
+    def note_auth_failure(self, batch_id: str, reason: str, limit: int) -> bool:
+        return bool(self._note_auth(keys=[batch_key(batch_id)], args=[limit, reason]) == 1)
+
+    def item(self, batch_id: str, index: int) -> ItemRecord | None:
+        raw = self._redis.hget(items_key(batch_id), str(index))
+        return ItemRecord.decode(index, raw) if raw else None
+
+    def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
+        indexes = list(range(max(start, 0), max(start, 0) + max(limit, 0)))
+        if not indexes:
+            return []
+        raws = self._redis.hmget(items_key(batch_id), indexes)
+        return [ItemRecord.decode(i, r) for i, r in zip(indexes, raws, strict=True) if r]
+
+    def list_batches(self, offset: int = 0, limit: int = 50) -> list[BatchStatus]:
+        ids = [_text(i) for i in self._redis.zrevrange(BATCHES_KEY, offset, offset + limit - 1)]
+        pipe = self._redis.pipeline(transaction=False)
+        for batch_id in ids:
+            pipe.hgetall(batch_key(batch_id))
+        found: list[BatchStatus] = []
+        expired: list[str] = []
+        for batch_id, raw in zip(ids, pipe.execute(), strict=True):
+            if raw:
+                found.append(decode_status(batch_id, raw))
+            else:
+                expired.append(batch_id)
+        if expired:
+            self._redis.zrem(BATCHES_KEY, *expired)  # their reports have expired
+        return found

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ROUNDS ?= 3
 
-.PHONY: demo test lint types unit venv bench clean
+.PHONY: demo test lint types unit venv bench compat wheel-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -45,6 +46,16 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.throughput --rounds $(BENCH_ROUNDS)
 	$(BIN)/python -m bench.enqueue
 	$(BIN)/python -m bench.reports
+
+# The built wheel, installed (not editable) in a fresh venv, runs a small batch; CI runs it.
+wheel-check:
+	.ci/wheel-check
+
+# Fresh venvs: the lowest celery and kombu pyproject.toml allows runs the end-to-end
+# pipeline; kombu 5.6 (without the internals worker/broker.py overrides) runs it on
+# kombu's own transport. A few minutes; not part of `make test`.
+compat:
+	.ci/compat
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

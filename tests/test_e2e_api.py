@@ -13,7 +13,14 @@ import httpx
 import pytest
 import redis
 
-from jobs.api.schemas import ReportPage
+from jobs.api.schemas import (
+    Accepted,
+    BatchDetail,
+    BatchPage,
+    BatchStatus,
+    Problem,
+    ReportPage,
+)
 from jobs.batch.intake import read_batch
 from jobs.batch.sources import Format
 from jobs.cli.services import free_port, start, stop, wait_until
@@ -325,3 +332,44 @@ def test_the_api_report_is_the_cli_report_key_for_key(
     assert {k: v for k, v in api.items() if k not in paging} == from_cli
     assert set(from_cli) >= {"batch_id", "state", "counts", "items"}
     ReportPage.model_validate(api)  # the answer is what the OpenAPI document says
+
+
+def test_the_openapi_document_describes_every_route_and_what_it_answers(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis, simulator: Simulator
+) -> None:
+    url, _, workers = api_stack
+    document = httpx.get(f"{url}/openapi.json", headers=AUTH).json()
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            where = f"{method.upper()} {path}"
+            answers = operation["responses"]
+            ok = [code for code in answers if code.startswith("2")]
+            assert ok, where
+            assert any(answers[c].get("content") for c in ok) or path == "/metrics", where
+            if path != "/healthz":
+                assert "401" in answers, where
+            if "{batch_id}" in path:
+                assert "404" in answers, where
+    batches = document["paths"]["/batches"]["post"]
+    assert {"413", "415", "422"} <= set(batches["responses"])
+    assert {"application/json", "text/csv", "multipart/form-data"} <= set(
+        batches["requestBody"]["content"]
+    )
+
+    # Real answers are what the document says.
+    numbers = generate_numbers(5, seed=57)
+    simulator.reset(numbers)
+    headers = AUTH | {"Content-Type": "text/csv"}
+    posted = httpx.post(f"{url}/batches", content=_csv(numbers, "asst_doc"), headers=headers)
+    Accepted.model_validate(posted.json())
+    batch_id = posted.json()["batch_id"]
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    wait_for_batch(store, batch_id, workers)  # type: ignore[arg-type]
+    BatchPage.model_validate(httpx.get(f"{url}/batches", headers=AUTH).json())
+    BatchDetail.model_validate(httpx.get(f"{url}/batches/{batch_id}", headers=AUTH).json())
+    ended = httpx.post(f"{url}/batches/{batch_id}/cancel", headers=AUTH)
+    assert ended.status_code == 409  # it had finished
+    BatchStatus.model_validate(ended.json())
+    missing = httpx.get(f"{url}/batches/nope", headers=AUTH)
+    assert missing.status_code == 404
+    Problem.model_validate(missing.json())

@@ -3,7 +3,7 @@
 A PATCH mostly waits on the network, but everything around it (Celery's consumer, the
 Redis bookkeeping, httpx) is Python: one process is held to one core by its GIL, and
 threads past a handful fight over it. Several processes with a few threads each use
-every core (README, "Choosing the execution model", has the measurements).
+every core (docs/performance.md, "Choosing the execution model", has the measurements).
 
 The launcher starts each process as a plain `celery worker` of its own (its own node
 name and, with `PHONEBATCH_METRICS_PORT`, its own metrics port: the base port plus its

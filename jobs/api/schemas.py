@@ -3,7 +3,7 @@ every route and status in the OpenAPI document (`/docs`, generated clients).
 
 The routes answer with `JSONResponse`s built from `jobs.store.report` (the same dicts the
 CLI prints), so a report page of 5,000 items is not validated twice; these models say
-what those dicts hold. `tests/test_api_schema.py` checks real answers against them.
+what those dicts hold. `tests/test_e2e_api.py` checks real answers against them.
 """
 
 from __future__ import annotations

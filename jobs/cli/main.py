@@ -17,10 +17,14 @@ from pydantic import ValidationError
 
 from jobs.batch.sources import InputError
 from jobs.batch.urls import safe_url
-from jobs.cli import control, inspection, run, schedules, serve, submit
 from jobs.cli.shared import EXIT_INVALID, CliError, app, err, settings, state
 
-COMMANDS = (submit, inspection, control, run, serve, schedules)  # registered on import
+# isort: off
+# Importing a module registers its commands; `--help` lists them in this order.
+from jobs.cli import submit, inspection, control, run, serve, schedules
+# isort: on
+
+COMMANDS = (submit, inspection, control, run, serve, schedules)
 
 
 def main() -> None:

@@ -6,11 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import redis
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
 
 from config import Settings, load_settings
 from jobs.batch.models import PROVIDERS
@@ -20,24 +18,8 @@ from jobs.store.redis_store import RedisReportStore
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
-# `--help` lists the commands in this order, whatever module defines them.
-ORDER = (
-    "validate", "submit", "rollback", "status", "cancel", "pause", "continue", "retry",
-    "resume", "report", "list", "worker", "simulator", "api", "schedules", "beat", "demo",
-)  # fmt: skip
-
-
-class _InOrder(TyperGroup):
-    """The app's command group: commands listed in `ORDER`, not by import order."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        names = super().list_commands(ctx)
-        return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
-
-
 app = typer.Typer(
     name="phonebatch",
-    cls=_InOrder,
     help="Bulk updates for Vapi phone numbers: validate, submit, watch, report.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

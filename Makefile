@@ -44,6 +44,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.api_pace --rounds $(BENCH_ROUNDS)
 	$(BIN)/python -m bench.rate_limit
 	$(BIN)/python -m bench.throughput --rounds $(BENCH_ROUNDS)
+	$(BIN)/python -m bench.transport --rounds $(BENCH_ROUNDS)
 	$(BIN)/python -m bench.enqueue
 	$(BIN)/python -m bench.reports
 

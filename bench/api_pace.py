@@ -63,7 +63,7 @@ from typing import Any
 
 import httpx
 
-from bench.stack import API_KEY, Stack, local_stack
+from bench.stack import API_KEY, Stack, local_stack, settle, wait_for_done
 from jobs.operations.producer import BatchOptions
 from jobs.store.interface import BatchStatus
 from jobs.store.redis_store import RedisReportStore
@@ -320,29 +320,6 @@ def steady(stack: Stack) -> list[tuple[str, Pace]]:
     return found
 
 
-def _wait_for_done(store: RedisReportStore, batch_id: str, done: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = store.status(batch_id)
-        if status is not None:
-            c = status.counts
-            if c.succeeded + c.skipped + c.failed >= done or status.done:
-                return
-        time.sleep(0.02)
-    raise TimeoutError(f"batch {batch_id}: {done} items not done in {timeout} s")
-
-
-def _settle(store: RedisReportStore, batch_id: str, timeout: float = 30) -> BatchStatus | None:
-    """Wait for the batch to end, then 1 s more: a late send would show in the log."""
-    deadline = time.monotonic() + timeout
-    status = store.status(batch_id)
-    while time.monotonic() < deadline and not (status is not None and status.done):
-        time.sleep(0.05)
-        status = store.status(batch_id)
-    time.sleep(1.0)
-    return store.status(batch_id)
-
-
 def _cli(stack: Stack, queue: str, *args: str) -> tuple[float, float]:
     """Runs `phonebatch ARGS`; the wall times (time.time()) when it began and returned."""
     began = time.time()
@@ -391,9 +368,9 @@ def stopping(stack: Stack) -> list[Stop]:
     numbers = stack.reset_simulator(count, seed=SEED, latency_ms=LATENCY_MS)
     with stack.workers(2, 8, PHONEBATCH_RATE_LIMIT=OURS_LIMIT) as queue:
         batch_id = stack.submit(numbers, queue, OURS_TARGET)
-        _wait_for_done(store, batch_id, done_before, timeout=120)
+        wait_for_done(store, batch_id, done_before, timeout=120)
         began, returned = _cli(stack, queue, "cancel", batch_id)
-        final = _settle(store, batch_id)
+        final = settle(store, batch_id)
     found.append(_stop_figures("cancel", stack.requests(), began, returned, float("inf")))
     if final is not None:
         print(f"  final: {final.state.value}, {final.counts.as_dict()}")
@@ -405,13 +382,13 @@ def stopping(stack: Stack) -> list[Stop]:
     numbers = stack.reset_simulator(count, seed=SEED, latency_ms=LATENCY_MS)
     with stack.workers(2, 8, PHONEBATCH_RATE_LIMIT=OURS_LIMIT) as queue:
         batch_id = stack.submit(numbers, queue, OURS_TARGET)
-        _wait_for_done(store, batch_id, done_before, timeout=120)
+        wait_for_done(store, batch_id, done_before, timeout=120)
         began, returned = _cli(stack, queue, "pause", batch_id)
         time.sleep(2.0)
         continued = time.time()
         resumed = stack.cli("continue", batch_id, queue=queue).returncode == 0
         print(f"  phonebatch continue: {'ok' if resumed else 'failed'}")
-        final = _settle(store, batch_id, timeout=300) if resumed else store.status(batch_id)
+        final = settle(store, batch_id, timeout=300) if resumed else store.status(batch_id)
     log = stack.requests()
     paused = _stop_figures("pause", log, began, returned, continued)
     counted = 0

@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import redis
+
 from bench.stack import local_stack
 from jobs.store.interface import ItemSeed, NewBatch
 from jobs.store.redis_store import RedisReportStore, batch_key, items_key
@@ -24,39 +26,44 @@ from jobs.store.redis_store import RedisReportStore, batch_key, items_key
 ITEMS = 100_000
 
 
+def _finished_batch(client: redis.Redis) -> RedisReportStore:
+    """A batch of ITEMS items, every one finished, as workers would have recorded them."""
+    store = RedisReportStore(client, retention_seconds=3600)
+    seeds = (
+        ItemSeed(i, i + 2, f"00000000-0000-4000-8000-{i:012d}", '{"provider":"vapi"}')
+        for i in range(ITEMS)
+    )
+    store.create_batch(NewBatch("bench-100k", "bench", "cli", ITEMS), seeds)
+    # Every item finished, as a worker would have recorded it.
+    pipe = client.pipeline(transaction=False)
+    for start in range(0, ITEMS, 5000):
+        records = {
+            i: json.dumps(
+                {
+                    "row": i + 2,
+                    "id": f"00000000-0000-4000-8000-{i:012d}",
+                    "status": "succeeded",
+                    "http_status": 200,
+                    "attempts": 1,
+                    "error": None,
+                    "sent": {"provider": "vapi", "assistantId": "asst_new"},
+                    "finished_at": 1.0,
+                }
+            )
+            for i in range(start, min(ITEMS, start + 5000))
+        }
+        pipe.hset(items_key("bench-100k"), mapping=records)
+    pipe.hset(
+        batch_key("bench-100k"),
+        mapping={"pending": 0, "succeeded": ITEMS, "state": "completed"},
+    )
+    pipe.execute()
+    return store
+
+
 def main() -> None:
     with local_stack() as stack, tempfile.TemporaryDirectory() as tmp:
-        client = stack.client
-        store = RedisReportStore(client, retention_seconds=3600)
-        seeds = (
-            ItemSeed(i, i + 2, f"00000000-0000-4000-8000-{i:012d}", '{"provider":"vapi"}')
-            for i in range(ITEMS)
-        )
-        store.create_batch(NewBatch("bench-100k", "bench", "cli", ITEMS), seeds)
-        # Every item finished, as a worker would have recorded it.
-        pipe = client.pipeline(transaction=False)
-        for start in range(0, ITEMS, 5000):
-            records = {
-                i: json.dumps(
-                    {
-                        "row": i + 2,
-                        "id": f"00000000-0000-4000-8000-{i:012d}",
-                        "status": "succeeded",
-                        "http_status": 200,
-                        "attempts": 1,
-                        "error": None,
-                        "sent": {"provider": "vapi", "assistantId": "asst_new"},
-                        "finished_at": 1.0,
-                    }
-                )
-                for i in range(start, min(ITEMS, start + 5000))
-            }
-            pipe.hset(items_key("bench-100k"), mapping=records)
-        pipe.hset(
-            batch_key("bench-100k"),
-            mapping={"pending": 0, "succeeded": ITEMS, "state": "completed"},
-        )
-        pipe.execute()
+        store = _finished_batch(stack.client)
 
         timings = []
         for _ in range(200):

@@ -110,21 +110,8 @@ class Stack:
         try:
             # The clock starts once every process is consuming.
             # Logs of this call only: an earlier call's " ready." lines must not count.
-            logs = [self.workdir / f"{queue}-w{n}.log" for n in range(count)]
-            try:
-                wait_until(
-                    lambda: (
-                        sum(p.read_text().count(" ready.") for p in logs) >= count * processes
-                        or any(p.poll() is not None for p in started)
-                    ),
-                    timeout=120,
-                    what="the workers",
-                )
-                if any(p.poll() is not None for p in started):
-                    raise ServiceError("a worker command exited at start")
-            except ServiceError as exc:
-                tails = "".join(f"\n--- {p.name}:\n{p.read_text()[-2000:]}" for p in logs)
-                raise ServiceError(f"{exc}{tails}") from None
+            _wait_ready([self.workdir / f"{queue}-w{n}.log" for n in range(count)], started,
+                        count * processes)  # fmt: skip
             yield queue
         finally:
             self.running_workers = []
@@ -265,3 +252,46 @@ def local_stack(latency_ms: float = 0.0) -> Iterator[Stack]:
         finally:
             for process in reversed(processes):
                 stop(process)
+
+
+def _wait_ready(logs: list[Path], started: list[Popen[bytes]], processes: int) -> None:
+    """Until `processes` worker processes said they are ready in these logs; the logs'
+    tails in the error if one exited or they were not ready within 2 minutes."""
+    try:
+        wait_until(
+            lambda: (
+                sum(p.read_text().count(" ready.") for p in logs) >= processes
+                or any(p.poll() is not None for p in started)
+            ),
+            timeout=120,
+            what="the workers",
+        )
+        if any(p.poll() is not None for p in started):
+            raise ServiceError("a worker command exited at start")
+    except ServiceError as exc:
+        tails = "".join(f"\n--- {p.name}:\n{p.read_text()[-2000:]}" for p in logs)
+        raise ServiceError(f"{exc}{tails}") from None
+
+
+def wait_for_done(store: RedisReportStore, batch_id: str, done: int, timeout: float) -> None:
+    """Until `done` items of the batch have an outcome (or it ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = store.status(batch_id)
+        if status is not None:
+            c = status.counts
+            if c.succeeded + c.skipped + c.failed >= done or status.done:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"batch {batch_id}: {done} items not done in {timeout} s")
+
+
+def settle(store: RedisReportStore, batch_id: str, timeout: float = 30) -> BatchStatus | None:
+    """Wait for the batch to end, then 1 s more: a late send would show in the log."""
+    deadline = time.monotonic() + timeout
+    status = store.status(batch_id)
+    while time.monotonic() < deadline and not (status is not None and status.done):
+        time.sleep(0.05)
+        status = store.status(batch_id)
+    time.sleep(1.0)
+    return store.status(batch_id)

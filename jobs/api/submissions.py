@@ -18,6 +18,7 @@ from jobs.api.deps import ApiError, Authorized, SettingsDep, StoreDep
 from jobs.api.schemas import Accepted, InvalidBatch, Scalar, Selection, problems
 from jobs.api.upload import format_of as batch_format
 from jobs.api.upload import read_body, validate_batch
+from jobs.batch.text import first_text_problem
 from jobs.operations.producer import BatchOptions, submit_batch, submit_selection
 from jobs.store.interface import BatchMode, new_batch_id
 from jobs.store.redis_store import RedisReportStore
@@ -126,6 +127,9 @@ def post_selection(selection: Selection, settings: SettingsDep, store: StoreDep)
     """Every number whose current values match `where` gets `set` (listed by a worker)."""
     if not selection.where or not selection.set:
         raise ApiError(422, "a selection needs `where` conditions and `set` values")
+    unsendable = first_text_problem({"where": selection.where, "set": selection.set})
+    if unsendable is not None:
+        raise ApiError(422, f"{unsendable[0]} {unsendable[1]}")
     mode = BatchMode.DRY_RUN if selection.dry_run else BatchMode.UPDATE
     batch_id = submit_selection(
         {k: _text(v) for k, v in selection.where.items()},

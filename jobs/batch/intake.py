@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from jobs.batch.sources import Defaults, Format, InputError, RawRecord, read_records
+from jobs.batch.text import text_problem
 from jobs.batch.validation import BatchItem, RowError, RowValidator
 
 MAX_REPORTED_ERRORS = 10_000  # past this, a file is wrong as a whole; count the rest
@@ -40,7 +41,9 @@ def parse_pairs(pairs: Iterable[str], flag: str) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
-            raise InputError(f"{flag} {pair!r}: write it as FIELD=VALUE, e.g. assistantId=asst_1")
+            raise InputError(f"{flag} {pair!a}: write it as FIELD=VALUE, e.g. assistantId=asst_1")
+        if (problem := text_problem(pair)) is not None:
+            raise InputError(f"{flag} {pair!a} {problem}")
         values[name.strip()] = value
     return values
 

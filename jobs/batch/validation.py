@@ -23,6 +23,7 @@ from jobs.batch.fields import PathPart, field_names, format_path, readable_path
 from jobs.batch.models import PROVIDERS, UPDATE_MODELS, dump_body, wire_fields
 from jobs.batch.redaction import REDACTED, is_secret_path
 from jobs.batch.sources import InputError, RawRecord
+from jobs.batch.text import first_text_problem, id_problem
 
 _QUOTED = re.compile(r"'([^']*)'")
 _MAX_LISTED = 8
@@ -102,6 +103,10 @@ class RowValidator:
     def validate(self, record: RawRecord) -> BatchItem | list[RowError]:
         if record.problem is not None:
             return [RowError(record.row, None, record.problem)]
+        unsendable = first_text_problem(record.values)
+        if unsendable is not None:
+            column, problem = unsendable
+            return [RowError(record.row, column or None, f"{column or 'a field'} {problem}")]
         errors: list[RowError] = []
         number_id = self._check_id(record.row, record.values.get("id"), errors)
         provider = self._provider(record.row, record.values.get("provider"), errors)
@@ -142,6 +147,9 @@ class RowValidator:
             errors.append(RowError(row, "id", f"expected the id as text, got {_shown(value)}"))
             return None
         number_id = value.strip()
+        if (problem := id_problem(number_id)) is not None:
+            errors.append(RowError(row, "id", problem))
+            return None
         first = self._seen.setdefault(number_id, row)
         if first != row:
             errors.append(

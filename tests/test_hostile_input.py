@@ -1,0 +1,97 @@
+"""Input that cannot be sent is refused with its row before anything is written: ids that
+are not one path segment, text that is not UTF-8 (lone surrogates), NUL characters."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from jobs.batch.intake import parse_assignments, read_batch
+from jobs.batch.sources import Format, InputError
+from jobs.batch.text import ID_MAX_LENGTH, first_text_problem, id_problem, text_problem
+
+
+@pytest.mark.parametrize(
+    ("number_id", "said"),
+    [
+        ("..", "cannot be '..'"),
+        (".", "cannot be '.'"),
+        ("a/b", "cannot hold '/'"),
+        ("a\\b", "cannot hold '/'"),
+        ("n\x1b[31mred", "control or unassigned character (U+001B)"),
+        ("n\u202eevil", "control or unassigned character (U+202E)"),
+        ("n\udce9", "lone surrogate (U+DCE9)"),
+        ("n\x00", "NUL character"),
+        ("x" * (ID_MAX_LENGTH + 1), f"longer than {ID_MAX_LENGTH} characters"),
+    ],
+)
+def test_an_id_that_is_not_one_clean_path_segment_is_refused(number_id: str, said: str) -> None:
+    problem = id_problem(number_id)
+    assert problem is not None and said in problem
+    assert problem.isprintable()  # shown as a code point, never raw
+
+
+@pytest.mark.parametrize(
+    "number_id", ["6f1d2a4e-0b7c-4e8f-9a51-3c2d1e0f9a11", "n1", "número-1", "a.b", "..a"]
+)
+def test_ordinary_ids_pass(number_id: str) -> None:
+    assert id_problem(number_id) is None
+
+
+def test_text_problems_name_the_field_even_nested() -> None:
+    assert text_problem("Front desk") is None and text_problem("Réception") is None
+    values = {"id": "n1", "server": {"headers": {"X-Key": "ok", "X-Bad": "a\ud800"}}}
+    found = first_text_problem(values)
+    assert found is not None and found[0] == "server.headers.X-Bad" and "U+D800" in found[1]
+    assert first_text_problem({"hooks": [{"do": ["fine", "nul\x00"]}]}) == (
+        "hooks[0].do[1]",
+        "holds a NUL character (U+0000), which no text field may hold",
+    )
+
+
+def test_a_file_with_such_rows_is_refused_row_by_row() -> None:
+    text = (
+        "id,provider,assistantId,name\n"
+        "ok-1,twilio,asst_1,Desk\n"
+        "..,twilio,asst_1,Desk\n"
+        "ok-2,twilio,asst_1,Desk \udce9\n"
+        "ok-3,twilio,asst_1,\x00\n"
+    )
+    intake = read_batch(io.StringIO(text), Format.CSV)
+    assert not intake.ok and len(intake.items) == 1
+    assert [(e.row, e.column) for e in intake.errors] == [(3, "id"), (4, "name"), (5, "name")]
+    json_text = json.dumps([{"id": "n\ud800", "provider": "vapi"}])  # "\ud800" in the JSON
+    (error,) = read_batch(io.StringIO(json_text), Format.JSON).errors
+    assert error.row == 1 and error.column == "id" and "lone surrogate" in error.message
+
+
+def test_set_and_where_values_are_checked_too() -> None:
+    with pytest.raises(InputError, match="lone surrogate"):
+        parse_assignments(["name=bad\udce9"])
+    with pytest.raises(InputError) as raised:
+        parse_assignments(["name\x1b[2J"])
+    assert "\x1b" not in str(raised.value)  # shown escaped, never raw
+
+
+def test_submit_of_bytes_that_are_not_utf8_exits_2_and_writes_nothing(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """The issue's reproduction: in the C locale stdin turns a stray byte into a lone
+    surrogate, which used to fail halfway through writing the batch."""
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "REDIS_URL": redis_url}
+    env.pop("LANG", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "submit", "-", "--format", "csv"],
+        input=b"id,provider,assistantId\nn\xe9,twilio,a\n", env=env, capture_output=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    stderr = done.stderr.decode("utf-8", "replace")
+    assert done.returncode == 2, stderr
+    assert "row 2" in stderr and "Traceback" not in stderr
+    assert redis_client.dbsize() == 0  # no batch record, no item, no task

@@ -373,3 +373,27 @@ def test_the_openapi_document_describes_every_route_and_what_it_answers(
     missing = httpx.get(f"{url}/batches/nope", headers=AUTH)
     assert missing.status_code == 404
     Problem.model_validate(missing.json())
+
+
+def test_auth_comes_before_the_body_and_bodies_are_bounded(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis
+) -> None:
+    url, _, _ = api_stack
+    select = f"{url}/batches/select"
+    json_type = {"Content-Type": "application/json"}
+    # Malformed JSON without a token: 401, not a parse error.
+    assert httpx.post(select, content=b"{not json", headers=json_type).status_code == 401
+    # A large body without a token: refused before it is read.
+    big = b"[" + b"1," * 2_000_000 + b"1]"
+    refused = httpx.post(select, content=big, headers=json_type, timeout=30)
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+    # With the token: a selection is small; past 64 KiB it is refused unparsed.
+    assert httpx.post(select, content=big, headers=AUTH | json_type).status_code == 413
+    # Text that cannot be sent is a 422 naming the field, and queues nothing.
+    bad = {"where": {"assistantId": "a"}, "set": {"name": "x\ud800"}}
+    body = json.dumps(bad).encode()  # the JSON escape of a lone surrogate, as a client sends it
+    answer = httpx.post(select, content=body, headers=AUTH | json_type)
+    assert answer.status_code == 422 and "set.name" in answer.json()["detail"]
+    assert redis_client.zcard("phonebatch:batches") == 0
+    # The health check answers without a token and says only up or down.
+    assert httpx.get(f"{url}/healthz").json() == {"ok": True, "redis": "ok"}

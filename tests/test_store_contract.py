@@ -234,6 +234,19 @@ def test_a_claim_in_a_cancelled_batch_cancels_the_item(store: ReportStore) -> No
     assert status is not None and (status.counts.cancelled, status.counts.pending) == (2, 0)
 
 
+def test_a_cancelled_items_body_is_not_kept(store: ReportStore) -> None:
+    """Bodies may hold secrets (twilioAuthToken, ...): an item that will never be sent
+    does not keep its body, whether the cancel swept it or a late claim found it."""
+    _create(store, total=3)
+    assert store.claim("b1", 0, 60, "in-flight").claim is Claim.CLAIMED
+    store.cancel("b1")  # items 1 and 2 swept; item 0 in flight
+    assert store.bodies("b1", [1, 2]) == {}
+    assert set(store.bodies("b1", [0])) == {0}  # its run is sending it
+    store.release("b1", 0)  # it handed the item back instead
+    assert store.claim("b1", 0, 60, "later-run").claim is Claim.CANCELLED
+    assert store.bodies("b1", [0, 1, 2]) == {}
+
+
 def test_completed_batches_cannot_be_cancelled(store: ReportStore) -> None:
     _create(store, total=1)
     _outcome(store, 0, ItemStatus.SUCCEEDED)

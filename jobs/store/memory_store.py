@@ -142,6 +142,7 @@ class MemoryReportStore:
             if entry.status.state is BatchState.CANCELLED:
                 entry.items[index] = replace(current, status=ItemStatus.CANCELLED, finished_at=now)
                 entry.claims.pop(index, None)
+                entry.bodies.pop(index, None)  # never to be sent: no secret kept
                 entry.status = _counted(entry.status, ItemStatus.CANCELLED, 1)
                 self._ended(entry)
                 return Ticket(Claim.CANCELLED)
@@ -184,6 +185,7 @@ class MemoryReportStore:
                             record, status=ItemStatus.CANCELLED, finished_at=now
                         )
                         entry.claims.pop(index, None)
+                        entry.bodies.pop(index, None)  # never to be sent: no secret kept
                         swept += 1
                 entry.status = _counted(entry.status, ItemStatus.CANCELLED, swept)
                 self._ended(entry)

@@ -274,7 +274,7 @@ class RedisReportStore:
 
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
         answer = self._claim(
-            keys=[*_keys(batch_id)[:3], WEBHOOKS_DUE_KEY],
+            keys=[*_keys(batch_id)[:3], WEBHOOKS_DUE_KEY, bodies_key(batch_id)],
             args=[index, lease, self._retention, owner, batch_id],
         )
         claim = Claim(_text(answer[0]))

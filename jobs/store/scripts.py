@@ -65,7 +65,7 @@ return 1
 """
 )
 
-# KEYS: B, I, C, due webhooks set. ARGV: 1 item index, 2 lease (s), 3 retention (s),
+# KEYS: B, I, C, due webhooks set, D. ARGV: 1 item index, 2 lease (s), 3 retention (s),
 # 4 owner (a task id), 5 batch id
 # Returns {claim, seconds, item record, mode, force, read_first, halted_reason}: a `Claim`
 # value; for 'busy' how long the other run's lease has left; for 'claimed' and 'retaken'
@@ -87,6 +87,7 @@ if state == 'cancelled' then
   item['finished_at'] = now
   redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(item))
   redis.call('HDEL', KEYS[3], ARGV[1])
+  if KEYS[5] then redis.call('HDEL', KEYS[5], ARGV[1]) end  -- its body: never to be sent
   redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
   if redis.call('HINCRBY', KEYS[1], 'pending', -1) <= 0 then ended(KEYS[1], KEYS[4], ARGV[5]) end
   return {'cancelled', '0'}
@@ -201,6 +202,8 @@ for index = tonumber(ARGV[1]), tonumber(ARGV[2]) do
       item['finished_at'] = now
       redis.call('HSET', KEYS[2], index, cjson.encode(item))
       redis.call('HDEL', KEYS[3], index)
+      -- Never to be sent: its body (which may hold secrets) goes with it.
+      redis.call('HDEL', KEYS[4], index)
       swept = swept + 1
     end
   end

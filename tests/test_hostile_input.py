@@ -8,13 +8,21 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
 
 from jobs.batch.intake import parse_assignments, read_batch
 from jobs.batch.sources import Format, InputError
-from jobs.batch.text import ID_MAX_LENGTH, first_text_problem, id_problem, text_problem
+from jobs.batch.text import (
+    ID_MAX_LENGTH,
+    first_text_problem,
+    id_problem,
+    printable,
+    text_problem,
+)
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize(
@@ -95,3 +103,29 @@ def test_submit_of_bytes_that_are_not_utf8_exits_2_and_writes_nothing(
     assert done.returncode == 2, stderr
     assert "row 2" in stderr and "Traceback" not in stderr
     assert redis_client.dbsize() == 0  # no batch record, no item, no task
+
+
+def test_printable_escapes_what_a_terminal_would_run() -> None:
+    assert printable("Front desk [bold]") == "Front desk [bold]"
+    assert printable("a\x1b[2Jb\u202ec\nd") == "a\\x1b[2Jb\\u202ec\\nd"
+
+
+def test_names_and_ids_are_shown_as_text_never_as_markup_or_escapes(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A batch named `[/]` used to crash `status` (rich markup), and escape sequences in
+    names were printed raw."""
+    path = tmp_path / "ok.csv"
+    path.write_text("id,provider,assistantId\nn1,vapi,asst_1\n")
+    env = {"REDIS_URL": redis_url}
+    name = "[/] [bold]x\x1b[2J"
+    submitted = run_cli("submit", str(path), "--name", name, "--json", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id = json.loads(submitted.stdout)["batch_id"]
+
+    status = run_cli("status", batch_id, env=env)
+    listed = run_cli("list", env=env)
+
+    for shown in (status, listed):
+        assert shown.returncode == 0, shown.stderr
+        assert "[/] [bold]x\\x1b[2J" in shown.stdout and "\x1b" not in shown.stdout

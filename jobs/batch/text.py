@@ -74,3 +74,11 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, str]]:
 def first_text_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
     """The first field (dotted path) whose text cannot be sent, with why; None if all can."""
     return next(_walk(values, ""), None)
+
+
+def printable(text: str) -> str:
+    """`text` as it may be shown on a terminal: every control, format or separator
+    character (an escape sequence, a right-to-left override, a newline) as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

@@ -23,7 +23,7 @@ from jobs.batch.fields import PathPart, field_names, format_path, readable_path
 from jobs.batch.models import PROVIDERS, UPDATE_MODELS, dump_body, wire_fields
 from jobs.batch.redaction import REDACTED, is_secret_path
 from jobs.batch.sources import InputError, RawRecord
-from jobs.batch.text import first_text_problem, id_problem
+from jobs.batch.text import first_text_problem, id_problem, printable
 
 _QUOTED = re.compile(r"'([^']*)'")
 _MAX_LISTED = 8
@@ -38,10 +38,13 @@ class RowError:
     message: str
 
     def __str__(self) -> str:
+        """One line a terminal shows as it is: a column named in a file's header may hold
+        anything, so it is shown escaped."""
         where = [f"row {self.row}"] if self.row is not None else []
         if self.column:
-            where.append(f"column {self.column}")
-        return f"{', '.join(where)}: {self.message}" if where else self.message
+            where.append(f"column {printable(self.column)}")
+        message = printable(self.message)
+        return f"{', '.join(where)}: {message}" if where else message
 
     def as_dict(self) -> dict[str, Any]:
         return {"row": self.row, "column": self.column, "message": self.message}

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
+from rich.markup import escape
 
+from jobs.batch.text import printable
 from jobs.cli.progress import watch
 from jobs.cli.shared import (
     EXIT_INVALID,
@@ -35,7 +37,8 @@ from jobs.store.report import (
 
 
 def _print_status(status: BatchStatus) -> None:
-    out.print(f"[bold]Batch {status.batch_id}[/]  {status.name}  ({status.source})")
+    name, source = escape(printable(status.name)), escape(printable(status.source))
+    out.print(f"[bold]Batch {status.batch_id}[/]  {name}  ({source})", markup=True)
     out.print(f"  state     {status.state.value}")
     if status.state is BatchState.PAUSED:
         since = f" since {iso_time(status.paused_at)}" if status.paused_at else ""
@@ -58,7 +61,7 @@ def _print_status(status: BatchStatus) -> None:
     if status.selecting:
         out.print("  selecting a worker is listing the numbers that match")
     if status.halted_reason:
-        out.print(f"  stopped   {status.halted_reason}", markup=False)
+        out.print(f"  stopped   {printable(status.halted_reason)}")
 
 
 @app.command()
@@ -82,7 +85,8 @@ def status(
     if stalled:
         out.print(
             f"  [yellow]stalled[/]   {current.counts.pending} items wait and no task is left "
-            f"for them: run `phonebatch resume {batch_id}`"
+            f"for them: run `phonebatch resume {batch_id}`",
+            markup=True,
         )
     if not current.done:
         for reading in read_paces(store.client):
@@ -171,6 +175,6 @@ def list_batches(
     for b in batches:
         out.print(
             f"{b.batch_id}  {b.state.value:<9}  {iso_time(b.created_at)}  "
-            f"{b.source:<12} {b.name}  —  {summary_line(b)}",
+            f"{printable(b.source):<12} {printable(b.name)}  —  {summary_line(b)}",
             markup=False,
         )

@@ -8,6 +8,7 @@ from collections import Counter
 
 import typer
 
+from jobs.batch.text import printable
 from jobs.cli.progress import watch
 from jobs.cli.shared import err, exit_code, out
 from jobs.store.interface import BatchMode, BatchStatus, ItemStatus, iter_items
@@ -33,7 +34,7 @@ def announce(
     else:
         out.print(f"Batch {batch_id} {final.state.value}: {summary_line(final)}")
         if final.halted_reason:
-            out.print(f"Stopped sending: {final.halted_reason}", markup=False)
+            out.print(f"Stopped sending: {printable(final.halted_reason)}")
         if final.mode is BatchMode.DRY_RUN:
             print_dry_run(store, final)
         else:
@@ -55,7 +56,7 @@ def print_dry_run(store: RedisReportStore, status: BatchStatus, limit: int = 50)
         would += 1
         if shown < limit:
             shown += 1
-            out.print(f"row {record.row}  {record.number_id}", markup=False)
+            out.print(f"row {record.row}  {printable(record.number_id)}")
             for change in found:
                 before = json.dumps(change["before"])
                 after = json.dumps(change["after"])
@@ -76,7 +77,7 @@ def print_skips(store: RedisReportStore, status: BatchStatus, limit: int = 20) -
         if r.status is ItemStatus.SKIPPED
     )
     for reason, count in reasons.most_common(limit):
-        out.print(f"Skipped {count}: {reason}", markup=False)
+        out.print(f"Skipped {count}: {printable(reason)}")
 
 
 def print_failures(store: RedisReportStore, status: BatchStatus, limit: int = 20) -> None:
@@ -90,5 +91,6 @@ def print_failures(store: RedisReportStore, status: BatchStatus, limit: int = 20
         if n == limit:
             out.print(f"  ... see all with: phonebatch report {status.batch_id} --only failed")
             break
-        out.print(f"  row {record.row} ({record.number_id}): {record.error}", markup=False)
+        error = printable(record.error or "")
+        out.print(f"  row {record.row} ({printable(record.number_id)}): {error}")
     out.print(f"Send them again with: phonebatch retry {status.batch_id}")

@@ -98,7 +98,8 @@ def _read(path: Path, fmt: str | None, provider: str | None, sets: list[str] | N
 
 def _print_errors(intake: Intake, console: Console) -> None:
     console.print(
-        f"[red]✗[/] {intake.bad_rows} of {intake.rows} rows are invalid; nothing was sent:"
+        f"[red]✗[/] {intake.bad_rows} of {intake.rows} rows are invalid; nothing was sent:",
+        markup=True,
     )
     for error in intake.errors:
         console.print(f"  {error}", markup=False)
@@ -130,7 +131,7 @@ def validate(
     elif intake.ok:
         providers = Counter(json.loads(i.body)["provider"] for i in intake.items)
         mix = ", ".join(f"{p} {n}" for p, n in sorted(providers.items()))
-        out.print(f"[green]✓[/] {intake.rows} rows, all valid ({mix})")
+        out.print(f"[green]✓[/] {intake.rows} rows, all valid ({mix})", markup=True)
     else:
         _print_errors(intake, out)
     raise typer.Exit(EXIT_OK if intake.ok else EXIT_INVALID)

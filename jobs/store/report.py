@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
+from jobs.batch.text import printable
 from jobs.store.interface import BatchStatus, ItemRecord
 
 CSV_COLUMNS = ("row", "id", "status", "http_status", "attempts", "error", "sent", "reason")
@@ -116,10 +117,11 @@ def summary_line(status: BatchStatus) -> str:
 
 
 def item_line(record: ItemRecord) -> str:
+    """An item as the report's table shows it, one line, nothing a terminal would run."""
     http = str(record.http_status) if record.http_status is not None else "-"
-    error = f"  {record.error}" if record.error else ""
+    error = f"  {printable(record.error)}" if record.error else ""
     return (
-        f"{record.row:>7}  {record.number_id:<38} {record.status.value:<10} "
+        f"{record.row:>7}  {printable(record.number_id):<38} {record.status.value:<10} "
         f"{http:>4} {record.attempts:>3}{error}"
     )
 

@@ -397,3 +397,22 @@ def test_auth_comes_before_the_body_and_bodies_are_bounded(
     assert redis_client.zcard("phonebatch:batches") == 0
     # The health check answers without a token and says only up or down.
     assert httpx.get(f"{url}/healthz").json() == {"ok": True, "redis": "ok"}
+
+
+def test_out_of_range_input_is_a_4xx_never_a_500(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis
+) -> None:
+    url, _, _ = api_stack
+    huge = httpx.get(f"{url}/batches?offset=9223372036854775807", headers=AUTH)
+    assert huge.status_code == 422
+    json_type = AUTH | {"Content-Type": "application/json"}
+    for value in (2**64, "[" * 40 + "]" * 40):
+        body = json.dumps({"where": {"assistantId": "a"}, "set": {"name": value}})
+        # The nested text goes in as JSON text (a JSON body cannot hold raw nesting here).
+        raw = body.replace('"' + "[" * 40 + "]" * 40 + '"', "[" * 40 + "]" * 40)
+        answer = httpx.post(f"{url}/batches/select", content=raw, headers=json_type)
+        assert answer.status_code == 422, answer.text
+    rows = '[{"id": "n1", "provider": "vapi", "name": ' + "9" * 5000 + "}]"
+    posted = httpx.post(f"{url}/batches", content=rows, headers=json_type)
+    assert posted.status_code == 422 and "out of range" in posted.json()["detail"]
+    assert redis_client.zcard("phonebatch:batches") == 0

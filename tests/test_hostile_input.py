@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,61 @@ def test_names_and_ids_are_shown_as_text_never_as_markup_or_escapes(
     for shown in (status, listed):
         assert shown.returncode == 0, shown.stderr
         assert "[/] [bold]x\\x1b[2J" in shown.stdout and "\x1b" not in shown.stdout
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "said"),
+    [
+        (Format.JSON, '[{"id": "n1", "provider": "vapi", "name": 18446744073709551616}]',
+         "out of range"),
+        (Format.JSON, '[{"id": "n1", "provider": "vapi", "name": ' + "9" * 5000 + "}]",
+         "(5000 digits) is out of range"),
+        (Format.JSON, '[{"id": "n1", "provider": "vapi", "hooks": ' + _deep(1100) + "}]",
+         "nested deeper than 32 levels"),
+        (Format.JSON, '[{"id": "n1", "provider": "vapi", "name": 1e999}]', "out of range"),
+    ],
+)  # fmt: skip
+def test_a_json_file_past_the_limits_is_refused_with_its_line(
+    fmt: Format, text: str, said: str
+) -> None:
+    with pytest.raises(InputError, match=re.escape(said)) as raised:
+        read_batch(io.StringIO(text), fmt)
+    assert "(line 1)" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "column", "said"),
+    [
+        (Format.JSONL, '{"id": "n1", "provider": "vapi", "name": ' + "9" * 5000 + "}\n",
+         None, "out of range"),
+        (Format.JSONL, '{"id": "n1", "provider": "vapi", "hooks": ' + _deep(40) + "}\n",
+         "hooks", "nested deeper than 32 levels"),
+        (Format.CSV, "id,provider,hooks\nn1,vapi," + _deep(1100) + "\n",
+         "hooks", "nested deeper than 32 levels"),
+        (Format.CSV, "id,provider,server.timeoutSeconds\nn1,vapi," + "9" * 5000 + "\n",
+         "server.timeoutSeconds", "out of range"),
+        (Format.JSONL,
+         '{"id": "n1", "provider": "vapi", "server": {"url": "https://a.example", "headers": '
+         + '{"a": ' * 300 + '"x"' + "}" * 300 + "}}\n",
+         "server.headers.a", "nested deeper than 32 levels"),
+    ],
+)  # fmt: skip
+def test_a_row_past_the_limits_is_a_named_row_error(
+    fmt: Format, text: str, column: str | None, said: str
+) -> None:
+    intake = read_batch(io.StringIO(text), fmt)
+    (error,) = intake.errors
+    assert error.row in (1, 2) and said in error.message
+    if column is not None:
+        assert error.column is not None and error.column.startswith(column)
+
+
+def test_a_set_value_past_the_limits_is_a_row_error_too() -> None:
+    text = "id,provider\nn1,vapi\n"
+    intake = read_batch(io.StringIO(text), Format.CSV, overrides={"hooks": _deep(1100)})
+    (error,) = intake.errors
+    assert error.column == "--set hooks" and "nested deeper" in error.message

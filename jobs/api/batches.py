@@ -15,13 +15,14 @@ from jobs.store.interface import ItemStatus, iter_items
 from jobs.store.report import csv_lines, item_dict, status_dict
 
 router = APIRouter(tags=["batches"], dependencies=Authorized)
+MAX_OFFSET = 2**31 - 1  # past any batch or item: a larger one is a 422, not Redis's error
 
 
 @router.get("/batches", response_model=BatchPage, responses=problems(401, 503))
 def list_batches(
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> JSONResponse:
     """Batches, newest first."""
     batches = store.list_batches(offset, limit)
@@ -57,7 +58,7 @@ def get_report(
     batch_id: str,
     store: StoreDep,
     format_: Annotated[str, Query(alias="format", pattern="^(json|csv)$")] = "json",
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     status: ItemStatus | None = None,
 ) -> Response:

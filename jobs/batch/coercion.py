@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from jobs.batch.fields import Kind, field_kind
+from jobs.batch.text import OutOfLimits, bounded_int, loads
 
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
@@ -54,15 +55,20 @@ def coerce_text(kind: Kind, text: str) -> Any:
         return text
     if kind in (Kind.JSON, Kind.TEXT_OR_JSON):
         try:
-            return json.loads(stripped)
+            return loads(stripped)
         except json.JSONDecodeError as exc:
             raise CellError(f"not valid JSON: {exc.msg} (character {exc.pos + 1})") from None
+        except OutOfLimits as exc:
+            raise CellError(f"not a body the API takes: {exc}") from None
     return text
 
 
 def _number(stripped: str, text: str) -> Any:
     if _INT.fullmatch(stripped):
-        return int(stripped)
+        try:
+            return bounded_int(stripped)
+        except OutOfLimits as exc:
+            raise CellError(str(exc)) from None
     if not _FLOAT.fullmatch(stripped):
         return text
     value = float(stripped)

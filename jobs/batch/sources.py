@@ -16,6 +16,8 @@ from enum import Enum
 from pathlib import PurePath
 from typing import Any, TextIO
 
+from jobs.batch.text import MAX_DEPTH, OutOfLimits, bounded_int, finite_float, loads
+
 _CHUNK = 1 << 16
 # What may still follow a number's text at the window's edge: `12` | `.5`, `1e` | `+3`.
 _NUMBER_GOES_ON = re.compile(r"[0-9.eE+-]*\Z")
@@ -145,9 +147,12 @@ def read_jsonl(stream: TextIO) -> Iterator[RawRecord]:
         if not line.strip():
             continue
         try:
-            value = json.loads(line.rstrip("\r\n"))  # a cut line's error stays on its line
+            value = loads(line.rstrip("\r\n"))  # a cut line's error stays on its line
         except json.JSONDecodeError as exc:
             yield RawRecord(line_number, problem=f"not valid JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except OutOfLimits as exc:
+            yield RawRecord(line_number, problem=f"not a body the API takes: {exc}")
             continue
         yield _item_record(line_number, value)
 
@@ -181,7 +186,7 @@ class _JsonStream:
         self._pos = 0
         self._eof = False
         self._lines_before = 0  # newlines in the text already dropped from the window
-        self._decoder = json.JSONDecoder()
+        self._decoder = json.JSONDecoder(parse_int=bounded_int, parse_float=finite_float)
 
     def _fill(self) -> bool:
         if self._eof:
@@ -219,6 +224,10 @@ class _JsonStream:
                 if self._fill():
                     continue
                 raise self.error(exc.msg, exc.pos) from None
+            except OutOfLimits as exc:
+                raise self.error(f"a body the API does not take: {exc}") from None
+            except RecursionError:
+                raise self.error(f"nested deeper than {MAX_DEPTH} levels") from None
             if _NUMBER_GOES_ON.match(self._buf, end) and self._fill():
                 continue  # a number at the window's edge may go on in the next chunk
             self._pos = end

@@ -1,21 +1,27 @@
-"""Text that can be sent: what a cell, a `--set` value or an id may not hold. Pure.
+"""What can be sent: what a cell, a `--set` value or an id may not hold. Pure.
 
 A lone surrogate is what Python makes of bytes that were not UTF-8 (stdin in the C
 locale, `surrogateescape`) or of a JSON `"\\ud800"`: it cannot be encoded to send, so it
 must be refused with its row before anything is written, not fail halfway through a
 submission. NUL is refused in every text field; an id is also one segment of the
 request's path (`PATCH /phone-number/{id}`): never `.` or `..`, no `/` or `\\`, no
-control character, and bounded in length.
+control character, and bounded in length. A value nests at most `MAX_DEPTH` levels and
+its integers fit in 64 bits (`MIN_INT` .. `MAX_INT`), checked without recursion; `loads`,
+the JSON decoder every reader uses, keeps to the same limits.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 ID_MAX_LENGTH = 128  # Vapi's ids are UUIDs (36 characters)
+MAX_DEPTH = 32  # objects and arrays in a body: Vapi's deepest (hooks) nest about 6
+MIN_INT, MAX_INT = -(2**63), 2**64 - 1  # what a body's integers can be sent as (64 bits)
 _UNSENDABLE = re.compile("[\x00\ud800-\udfff]")
 
 
@@ -55,25 +61,77 @@ def id_problem(number_id: str) -> str | None:
     return None
 
 
-def _walk(value: Any, path: str) -> Iterator[tuple[str, str]]:
+def _problem(value: Any, depth: int) -> str | None:
+    """What is wrong with one value itself (not its members), or None."""
+    if depth > MAX_DEPTH:
+        return f"is nested deeper than {MAX_DEPTH} levels"
     if isinstance(value, str):
-        if (problem := text_problem(value)) is not None:
+        return text_problem(value)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not MIN_INT <= value <= MAX_INT:
+        return f"is a number out of range: integers are {MIN_INT} .. {MAX_INT}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is a number out of range: not finite"
+    return None
+
+
+def _walk(values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """Every field's problem, in order; iterative, so no nesting can exhaust the stack."""
+    stack: list[tuple[Any, str, int]] = [(v, str(k), 1) for k, v in reversed(list(values.items()))]
+    while stack:
+        value, path, depth = stack.pop()
+        if (problem := _problem(value, depth)) is not None:
             yield path, problem
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            key_text = str(key)
-            if (problem := text_problem(key_text)) is not None:
-                yield path, f"has a field name that {problem}"
-            else:
-                yield from _walk(item, f"{path}.{key_text}" if path else key_text)
-    elif isinstance(value, list):
-        for n, item in enumerate(value):
-            yield from _walk(item, f"{path}[{n}]")
+        elif isinstance(value, Mapping):
+            for key, item in reversed(list(value.items())):
+                key_text = str(key)
+                if (bad := text_problem(key_text)) is not None:
+                    yield path, f"has a field name that {bad}"
+                    continue
+                stack.append((item, f"{path}.{key_text}", depth + 1))
+        elif isinstance(value, list):
+            members = [(item, f"{path}[{n}]", depth + 1) for n, item in enumerate(value)]
+            stack.extend(reversed(members))
 
 
 def first_text_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The first field (dotted path) whose text cannot be sent, with why; None if all can."""
-    return next(_walk(values, ""), None)
+    """The first field (dotted path) that cannot be sent, with why (text that is not
+    UTF-8 or holds a NUL, nesting deeper than `MAX_DEPTH`, a number out of range); None
+    if every one can."""
+    return next(_walk(values), None)
+
+
+def bounded_int(text: str) -> int:
+    """A JSON integer, if it is within `MIN_INT` .. `MAX_INT` (checked on its digits
+    first: Python refuses to convert more than 4,300 of them at all)."""
+    digits = text.lstrip("-+").lstrip("0")
+    if len(digits) > len(str(MAX_INT)) or not MIN_INT <= (value := int(text)) <= MAX_INT:
+        shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text)} digits)"
+        raise OutOfLimits(
+            f"the number {shown} is out of range: integers are {MIN_INT} .. {MAX_INT}"
+        )
+    return value
+
+
+def finite_float(text: str) -> float:
+    """A JSON number with a fraction or an exponent, if it is finite."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise OutOfLimits(f"the number {text[:24]} is out of range")
+    return value
+
+
+class OutOfLimits(ValueError):
+    """JSON that is well formed but beyond what a body may hold (numbers, nesting)."""
+
+
+def loads(text: str) -> Any:
+    """`json.loads` within the limits: `OutOfLimits` past them, `JSONDecodeError` as ever."""
+    try:
+        return json.loads(text, parse_int=bounded_int, parse_float=finite_float)
+    except RecursionError:
+        raise OutOfLimits(f"it is nested deeper than {MAX_DEPTH} levels") from None
 
 
 def printable(text: str) -> str:

@@ -7,6 +7,8 @@ import io
 import json
 from typing import Any
 
+import pytest
+
 from jobs.batch.intake import read_batch
 from jobs.batch.redaction import REDACTED, redact
 from jobs.batch.sources import Format
@@ -161,3 +163,32 @@ def test_validated_body_redacts_every_secret() -> None:
         "name": "Desk",
     }
     assert "tok" not in json.dumps(redact(body))
+
+
+def test_selection_pairs_show_no_secret() -> None:
+    from jobs.batch.redaction import pairs_text, redact_pairs
+
+    pairs = {"twilioAuthToken": "tok-123", "server.headers.X-Key": "k", "assistantId": "a"}
+    assert redact_pairs(pairs) == {
+        "twilioAuthToken": REDACTED, "server.headers.X-Key": REDACTED, "assistantId": "a"
+    }  # fmt: skip
+    assert pairs_text(pairs) == "twilioAuthToken=*** and server.headers.X-Key=*** and assistantId=a"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://user:pw@hooks.example.com:8443/t/SECRET?k=1", "https://hooks.example.com:8443/…"),
+        ("https://user@[::1]/x", "https://[::1]/…"),
+        ("https://hooks.example.com:99999/x", "https://hooks.example.com/…"),
+    ],
+)
+def test_a_webhook_url_is_shown_without_credentials_path_or_query(url: str, shown: str) -> None:
+    from jobs.store.interface import BatchState, BatchStatus, Counts, WebhookState
+    from jobs.store.report import status_dict
+
+    status = BatchStatus(
+        "b1", "n", "cli", BatchState.QUEUED, Counts(total=1, pending=1), 0.0,
+        webhook=WebhookState(url),
+    )  # fmt: skip
+    assert status_dict(status)["webhook"]["url"] == shown

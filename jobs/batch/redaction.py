@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 REDACTED = "***"
@@ -36,3 +36,15 @@ def redact(body: Any, *, parent: str | None = None) -> Any:
         secret = key in _SECRET_FIELDS or (parent == "authentication" and key == "password")
         cleaned[key] = REDACTED if secret else redact(value, parent=key)
     return cleaned
+
+
+def redact_pairs(pairs: Mapping[str, str]) -> dict[str, str]:
+    """`--where` / `--set` pairs (dotted field names) with every secret value as `***`:
+    what a batch's name, a task's repr or a log line may show of them."""
+    return {name: REDACTED if is_secret_path(name.split(".")) else value
+            for name, value in pairs.items()}  # fmt: skip
+
+
+def pairs_text(pairs: Mapping[str, str]) -> str:
+    """`a=1 and b=***`: conditions as a name shows them, secrets redacted."""
+    return " and ".join(f"{name}={value}" for name, value in redact_pairs(pairs).items())

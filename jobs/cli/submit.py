@@ -15,6 +15,7 @@ from rich.console import Console
 
 from jobs.batch.intake import Intake, parse_assignments, read_batch
 from jobs.batch.models import PROVIDERS
+from jobs.batch.redaction import pairs_text
 from jobs.batch.selection import parse_conditions
 from jobs.batch.sources import InputError, detect_format
 from jobs.cli.outcome import announce
@@ -196,7 +197,7 @@ def _submit_selection(
     store = open_store()
     batch_id = submit_selection(
         conditions, values, store=store, broker=store.client, queue=settings().queue,
-        name=name or "where " + " and ".join(where), source="cli",
+        name=name or "where " + pairs_text(conditions), source="cli",
         webhook_url=webhook or settings().webhook_url, options=options,
     )  # fmt: skip
     if not as_json and not wait:

@@ -20,6 +20,7 @@ import orjson
 import redis
 
 from jobs.batch.reads import Read, unread_key
+from jobs.batch.redaction import redact_pairs
 from jobs.batch.validation import BatchItem
 from jobs.queue import resp
 from jobs.queue.bulk import BulkWriter
@@ -138,7 +139,7 @@ def submit_selection(
         args_json=json.dumps([batch_id, conditions, values]),
         queue=queue,
         origin=f"phonebatch-producer@{socket.gethostname()}",
-        argsrepr=f"(batch={batch_id}, where={conditions})",
+        argsrepr=f"(batch={batch_id}, where={redact_pairs(conditions)})",
     )
     broker.lpush(queue, message)
     return batch_id

@@ -56,11 +56,18 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
 
 
 def _shown_webhook(status: BatchStatus) -> dict[str, Any] | None:
-    """The webhook's state; its URL without path or query, which may hold a token."""
+    """The webhook's state; its URL without credentials, path or query, any of which may
+    hold a token."""
     if status.webhook is None:
         return None
     parts = urlsplit(status.webhook.url)
-    return status.webhook.as_dict() | {"url": f"{parts.scheme}://{parts.netloc}/…"}
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a port out of range: the host says enough
+        port = ""
+    return status.webhook.as_dict() | {"url": f"{parts.scheme}://{host}{port}/…"}
 
 
 def iso_time(stamp: float | None) -> str | None:

@@ -119,6 +119,15 @@ class Settings(BaseSettings):
         default=None,
         description="where batch summaries go when a batch does not name its own",
     )  # fmt: skip
+    webhook_allow_http: bool = Field(
+        default=False,
+        description="let webhooks go to http:// URLs (https only otherwise)",
+    )
+    webhook_allowlist: str = Field(
+        default="",
+        description="hosts, addresses and networks (comma-separated) webhooks may reach "
+        "although they are internal (private, loopback, link-local)",
+    )
     webhook_secret: SecretStr | None = Field(
         default=None,
         description="signs webhook bodies (HMAC-SHA256); workers need it to send webhooks",

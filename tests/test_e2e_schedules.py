@@ -25,6 +25,8 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).parent.parent
 SECRET = "webhook-secret-for-tests"
+# The test receivers listen on http://127.0.0.1: internal, so allowed by name.
+LOCAL_HOOKS = {"PHONEBATCH_WEBHOOK_ALLOW_HTTP": "true", "PHONEBATCH_WEBHOOK_ALLOWLIST": "127.0.0.1"}
 
 
 def _example_numbers() -> list[dict[str, object]]:
@@ -165,7 +167,9 @@ def test_a_finished_batch_posts_its_signed_summary(
     url, handler = receiver
     numbers = generate_numbers(5, seed=63)
     simulator.reset(numbers)
-    queue, _workers = start_workers(count=1, concurrency=4, PHONEBATCH_WEBHOOK_SECRET=SECRET)
+    queue, _workers = start_workers(
+        count=1, concurrency=4, PHONEBATCH_WEBHOOK_SECRET=SECRET, **LOCAL_HOOKS
+    )
     store = RedisReportStore(redis_client, retention_seconds=60)
     rows = [f"{n['id']},{n['provider']},asst_w" for n in numbers]
     _, batch_id = submit_rows(redis_client, queue, "id,provider,assistantId", rows, webhook_url=url)
@@ -198,10 +202,12 @@ def test_a_failing_webhook_is_retried_and_its_failure_shown(
     handler.status = 503
     numbers = generate_numbers(2, seed=64)
     simulator.reset(numbers)
-    queue, _workers = start_workers(count=1, concurrency=2, PHONEBATCH_WEBHOOK_SECRET=SECRET)
+    queue, _workers = start_workers(
+        count=1, concurrency=2, PHONEBATCH_WEBHOOK_SECRET=SECRET, **LOCAL_HOOKS
+    )
     path = tmp_path / "b.csv"
     path.write_text("id,provider\n" + "".join(f"{n['id']},{n['provider']}\n" for n in numbers))
-    env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
+    env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue, **LOCAL_HOOKS}
     submitted = run_cli("submit", str(path), "--webhook", url, "--json", env=env)
     batch_id = json.loads(submitted.stdout)["batch_id"]
     store = RedisReportStore(redis_client, retention_seconds=60)

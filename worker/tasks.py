@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 from config import Settings
 from config.schedules import find, load_schedules
 from jobs.batch.reads import Read
+from jobs.operations.destinations import destinations
 from jobs.operations.scheduling import fire
 from jobs.queue.deferral import Deferrals
 from jobs.queue.messages import READ_TASK, SELECT_TASK, UPDATE_TASK
@@ -67,7 +68,8 @@ def _start_pumps(**_: Any) -> None:
     store = RedisReportStore(client, retention_seconds=settings.retention_seconds)
     pumps = [deferral_pump(Deferrals(client, settings.queue))]
     if settings.webhook_secret:
-        pumps.append(webhook_pump(store, settings.webhook_secret.get_secret_value()))
+        secret = settings.webhook_secret.get_secret_value()
+        pumps.append(webhook_pump(store, secret, destinations(settings)))
     else:
         # Webhooks are signed: a worker without the secret leaves them to one that has it.
         log.info("PHONEBATCH_WEBHOOK_SECRET is not set: this worker sends no webhooks")
@@ -193,6 +195,7 @@ def fire_schedule(name: str, slot: str | None = None) -> None:
         queue=settings.queue,
         default_webhook=settings.webhook_url,
         slot=moment,
+        rules=destinations(settings),
     )
     if batch_id is None:
         log.info("schedule %s: slot %s was fired already", name, slot)

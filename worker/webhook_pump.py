@@ -1,18 +1,30 @@
 """Send completion webhooks: a daemon thread in each worker takes batches that ended.
 
 Each delivery is retried with backoff (connection problems, 429, 5xx); its outcome goes
-into the batch's status. A worker that dies in the middle of a delivery loses it
-(at most once): the batch's status then stays `pending`.
+into the batch's status, in generic words (whether a port refused or dropped the
+connection is nobody's business: that is a port scanner). Deliveries run side by side
+(`PARALLEL`), so one slow receiver delays no other batch's. Right before connecting, the
+receiver's name is resolved and every address it has is held to the destination rules
+(`jobs.operations.destinations`); the request then goes to a checked address (with the
+name for TLS and `Host`), so a name that resolves elsewhere by then reaches nothing
+internal. A worker that dies in the middle of a delivery loses it (at most once): the
+batch's status then stays `pending`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from jobs.operations.destinations import Destinations, literal_address
 from jobs.operations.webhooks import headers, payload
 from jobs.store.interface import ReportStore
 from jobs.store.report import status_dict
@@ -29,11 +41,54 @@ class WebhookFailed(Exception):
         self.retryable = retryable
 
 
-def post_once(client: httpx.Client, url: str, body: bytes, secret: str) -> None:
+TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+PARALLEL = 4  # deliveries at once per worker process
+
+
+def _resolved(host: str, port: int, rules: Destinations) -> str:
+    """A checked address of `host` to connect to; refuses if any address it has is
+    internal (and not allowed)."""
+    literal = literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            raise WebhookFailed("the receiver's name does not resolve", retryable=True) from None
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+    if not addresses or any(rules.address_problem(a) for a in addresses):
+        raise WebhookFailed("the receiver's address is not allowed", retryable=False)
+    first = addresses[0]
+    return f"[{first}]" if first.version == 6 else str(first)
+
+
+def post_once(
+    client: httpx.Client, url: str, body: bytes, secret: str, rules: Destinations
+) -> None:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    request_headers = headers(secret, int(time.time()), body)
+    target, extensions = url, {}
+    if host.lower() not in rules.hosts:
+        address = _resolved(host, port, rules)
+        target = urlunsplit(parts._replace(netloc=f"{address}:{port}"))
+        request_headers["Host"] = parts.netloc.rpartition("@")[2]
+        extensions = {"sni_hostname": host}  # TLS checks the name, not the address
+    # The URL's user and password (if any) as it would have sent them: the address replaced
+    # its host, and with it the credentials.
+    auth = (
+        httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+        if parts.username
+        else httpx.USE_CLIENT_DEFAULT
+    )
     try:
-        response = client.post(url, content=body, headers=headers(secret, int(time.time()), body))
-    except httpx.HTTPError as exc:
-        raise WebhookFailed(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+        response = client.post(
+            target, content=body, headers=request_headers, auth=auth, extensions=extensions
+        )
+    except httpx.HTTPError:
+        raise WebhookFailed("no answer from the receiver", retryable=True) from None
     if response.status_code >= 300:
         retryable = response.status_code in (408, 429) or response.status_code >= 500
         raise WebhookFailed(f"HTTP {response.status_code}", retryable=retryable)
@@ -45,6 +100,7 @@ def send(
     batch_id: str,
     secret: str | None,
     *,
+    rules: Destinations,
     attempts: int = 5,
 ) -> None:
     status = store.status(batch_id)
@@ -65,7 +121,7 @@ def send(
         for attempt in retrying:
             with attempt:
                 tries += 1
-                post_once(client, status.webhook.url, body, secret)
+                post_once(client, status.webhook.url, body, secret, rules)
     except WebhookFailed as exc:
         log.warning("webhook for batch %s failed: %s", batch_id, exc)
         store.record_webhook(batch_id, "failed", tries, str(exc))
@@ -73,12 +129,33 @@ def send(
     store.record_webhook(batch_id, "delivered", tries, None)
 
 
-def webhook_pump(store: ReportStore, secret: str, interval: float = 0.5) -> Pump:
-    """Sends the webhooks of batches that ended, in workers that hold the secret."""
-    client = httpx.Client(timeout=httpx.Timeout(10.0))
+def webhook_pump(
+    store: ReportStore,
+    secret: str,
+    rules: Destinations,
+    interval: float = 0.5,
+    client: httpx.Client | None = None,
+) -> Pump:
+    """Sends the webhooks of batches that ended, in workers that hold the secret: up to
+    `PARALLEL` at once, each in its own thread of a pool."""
+    client = client or httpx.Client(timeout=TIMEOUT)
+    pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="phonebatch-webhook")
+    free = threading.Semaphore(PARALLEL)
+
+    def deliver(batch_id: str) -> None:
+        try:
+            send(store, client, batch_id, secret, rules=rules)
+        except Exception:  # the pool keeps going; the batch's status says pending
+            log.exception("webhook for batch %s", batch_id)
+        finally:
+            free.release()
 
     def tick() -> None:
-        while (batch_id := store.take_due_webhook()) is not None:
-            send(store, client, batch_id, secret)
+        while free.acquire(blocking=False):
+            batch_id = store.take_due_webhook()
+            if batch_id is None:
+                free.release()
+                return
+            pool.submit(deliver, batch_id)
 
     return Pump("phonebatch-webhooks", tick, interval)

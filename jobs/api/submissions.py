@@ -14,11 +14,13 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from config import Settings
 from jobs.api.deps import ApiError, Authorized, SettingsDep, StoreDep
 from jobs.api.schemas import Accepted, InvalidBatch, Scalar, Selection, problems
 from jobs.api.upload import format_of as batch_format
 from jobs.api.upload import read_body, validate_batch
 from jobs.batch.text import first_text_problem
+from jobs.operations.destinations import destinations, webhook_problem
 from jobs.operations.producer import BatchOptions, submit_batch, submit_selection
 from jobs.store.interface import BatchMode, new_batch_id
 from jobs.store.redis_store import RedisReportStore
@@ -93,8 +95,7 @@ async def post_batch(
     if not intake.ok:
         detail = f"{intake.bad_rows} of {intake.rows} rows are invalid; nothing was queued"
         return JSONResponse({"detail": detail, "errors": [e.as_dict() for e in intake.errors]}, 422)
-    if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
-        raise ApiError(422, "webhook_url must be an http(s) URL")
+    _check_webhook(webhook_url or settings.webhook_url, settings)
     batch_id = new_batch_id()
     if idempotency_key:
         options = json.dumps([provider, name, webhook_url, set_, dry_run, force]).encode()
@@ -130,6 +131,7 @@ def post_selection(selection: Selection, settings: SettingsDep, store: StoreDep)
     unsendable = first_text_problem({"where": selection.where, "set": selection.set})
     if unsendable is not None:
         raise ApiError(422, f"{unsendable[0]} {unsendable[1]}")
+    _check_webhook(selection.webhook_url or settings.webhook_url, settings)
     mode = BatchMode.DRY_RUN if selection.dry_run else BatchMode.UPDATE
     batch_id = submit_selection(
         {k: _text(v) for k, v in selection.where.items()},
@@ -140,6 +142,11 @@ def post_selection(selection: Selection, settings: SettingsDep, store: StoreDep)
         options=BatchOptions(mode=mode, force=selection.force),
     )  # fmt: skip
     return accepted(batch_id)
+
+
+def _check_webhook(url: str | None, settings: Settings) -> None:
+    if (problem := webhook_problem(url, destinations(settings))) is not None:
+        raise ApiError(422, problem)
 
 
 def accepted(batch_id: str, body: dict[str, Any] | None = None) -> JSONResponse:

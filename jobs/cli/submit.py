@@ -36,6 +36,7 @@ from jobs.cli.shared import (
     out,
     settings,
 )
+from jobs.operations.destinations import destinations, webhook_problem
 from jobs.operations.producer import BatchOptions, submit_batch, submit_selection
 from jobs.operations.retries import NothingToRetry, retry_failed
 from jobs.operations.rollback import NothingToRollBack, submit_rollback
@@ -171,13 +172,22 @@ def submit(
         else:
             _print_errors(intake, err)
         raise typer.Exit(EXIT_INVALID)
+    webhook_url = _checked_webhook(webhook)
     store = open_store()
     batch_id = submit_batch(
         intake.items, store=store, broker=store.client, queue=settings().queue,
-        name=name or file.name, source="cli", webhook_url=webhook or settings().webhook_url,
+        name=name or file.name, source="cli", webhook_url=webhook_url,
         options=options,
     )  # fmt: skip
     announce(store, batch_id, len(intake.items), wait=wait, as_json=as_json)
+
+
+def _checked_webhook(given: str | None) -> str | None:
+    """The batch's webhook URL (--webhook, else PHONEBATCH_WEBHOOK_URL), if it may be used."""
+    url = given or settings().webhook_url
+    if (problem := webhook_problem(url, destinations(settings()))) is not None:
+        raise CliError(problem, EXIT_INVALID)
+    return url
 
 
 def _submit_selection(
@@ -194,11 +204,12 @@ def _submit_selection(
     values = parse_assignments(sets or [])
     if not values:
         raise CliError("--where needs --set: the values to give the numbers found", EXIT_INVALID)
+    webhook_url = _checked_webhook(webhook)
     store = open_store()
     batch_id = submit_selection(
         conditions, values, store=store, broker=store.client, queue=settings().queue,
         name=name or "where " + pairs_text(conditions), source="cli",
-        webhook_url=webhook or settings().webhook_url, options=options,
+        webhook_url=webhook_url, options=options,
     )  # fmt: skip
     if not as_json and not wait:
         err.print("A worker lists the numbers and queues those that match.")

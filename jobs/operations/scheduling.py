@@ -16,6 +16,7 @@ import redis
 from config.schedules import Schedule
 from jobs.batch.intake import Intake, read_batch, validate_records
 from jobs.batch.sources import Defaults, InputError, RawRecord, detect_format
+from jobs.operations.destinations import Destinations, webhook_problem
 from jobs.operations.producer import BatchOptions, submit_batch
 from jobs.store.interface import BatchMode, ReportStore
 
@@ -60,11 +61,17 @@ def fire(
     queue: str,
     default_webhook: str | None = None,
     slot: datetime | None = None,
+    rules: Destinations | None = None,
 ) -> str | None:
-    """Submit the schedule's batch; None if this slot was fired already."""
+    """Submit the schedule's batch; None if this slot was fired already. Its webhook URL
+    is held to `rules` (the settings' `destinations`; by default https only, no internal
+    address)."""
     intake = schedule_intake(schedule, base_dir)  # validated before the slot is taken
     if not intake.ok:
         raise InputError(f"schedule {schedule.name!r}: {intake.errors[0]}")
+    url = schedule.webhook_url or default_webhook
+    if (problem := webhook_problem(url, rules or Destinations())) is not None:
+        raise InputError(f"schedule {schedule.name!r}: {problem}")
     if slot is not None and not take_slot(broker, schedule.name, slot):
         return None
     when = f" at {slot.isoformat()}" if slot else " (run by hand)"

@@ -213,3 +213,38 @@ def test_resumed_items_keep_their_own_indexes(redis_client: redis.Redis) -> None
 def test_seeds_carry_the_items(redis_client: redis.Redis) -> None:
     items = [BatchItem(2, "n1", '{"name":"x"}', expect='{"name":"y"}')]
     assert list(seeds_of(items)) == [ItemSeed(0, 2, "n1", '{"name":"x"}', '{"name":"y"}')]
+
+
+class _Breaks(list[BatchItem]):
+    """A batch whose items run out part way: as if the submitter failed mid-write."""
+
+    def __init__(self, items: list[BatchItem], after: int) -> None:
+        super().__init__(items)
+        self._after = after
+
+    def __iter__(self) -> Any:
+        for n, item in enumerate(super().__iter__()):
+            if n == self._after:
+                raise ConnectionError("the submitter lost its way after writing part of it")
+            yield item
+
+
+@pytest.mark.parametrize("read_first", [True, False])
+def test_a_submission_that_fails_part_way_leaves_nothing(
+    redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch, read_first: bool
+) -> None:
+    from jobs.operations.producer import BatchOptions, submit_batch
+
+    monkeypatch.setattr("jobs.store.redis_store._CHUNK", 7)  # several chunks written first
+    items = [BatchItem(i + 2, f"n{i}", '{"provider":"vapi"}') for i in range(50)]
+    store = RedisReportStore(redis_client, retention_seconds=3600)
+
+    with pytest.raises(ConnectionError):
+        submit_batch(
+            _Breaks(items, after=30), store=store, broker=redis_client, queue="q", name="t",
+            source="cli", batch_id="b-broken", options=BatchOptions(read_first=read_first),
+        )  # fmt: skip
+
+    assert list(redis_client.scan_iter("phonebatch:{b-broken}*")) == []
+    assert redis_client.llen("q") == 0 and store.status("b-broken") is None
+    assert redis_client.zcard("phonebatch:batches") == 0

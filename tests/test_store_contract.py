@@ -464,3 +464,34 @@ def test_a_paused_batch_is_never_taken_for_stalled(store: ReportStore) -> None:
     assert running is not None and is_quiet(running, later, quiet_after=60)
     paused = store.pause("b1")
     assert paused is not None and not is_quiet(paused, later, quiet_after=60)
+
+
+def test_a_staged_batch_is_invisible_until_it_goes_live_in_one_step(store: ReportStore) -> None:
+    seeds = [ItemSeed(i, row=i + 2, number_id=f"n{i}") for i in range(3)]
+    store.create_batch(NewBatch("b1", name="t", source="cli", total=3), seeds, live=False)
+    assert store.status("b1") is None and store.list_batches(0, 10) == []
+    assert store.go_live("b1") is True
+    status = store.status("b1")
+    assert status is not None and status.state is BatchState.QUEUED
+    assert status.counts.pending == 3 and [b.batch_id for b in store.list_batches(0, 10)] == ["b1"]
+    assert store.go_live("b1") is False  # once
+
+
+def test_a_discarded_submission_leaves_nothing(store: ReportStore) -> None:
+    seeds = [ItemSeed(i, row=i + 2, number_id=f"n{i}") for i in range(3)]
+    store.create_batch(NewBatch("b1", name="t", source="cli", total=3), seeds, live=False)
+    store.discard("b1")
+    assert store.go_live("b1") is False
+    assert store.status("b1") is None and store.bodies("b1", [0, 1, 2]) == {}
+
+
+def test_staged_keys_expire_within_the_hour_and_live_ones_keep_the_retention(
+    redis_client: redis.Redis,
+) -> None:
+    store = RedisReportStore(redis_client, retention_seconds=86_400)
+    seeds = [ItemSeed(i, row=i + 2, number_id=f"n{i}", body="{}") for i in range(3)]
+    store.create_batch(NewBatch("b1", name="t", source="cli", total=3), seeds, live=False)
+    keys = list(redis_client.scan_iter("phonebatch:{b1}:*"))
+    assert keys and all(0 < redis_client.ttl(k) <= 3600 for k in keys)
+    store.go_live("b1")
+    assert all(redis_client.ttl(k) > 3600 for k in keys)

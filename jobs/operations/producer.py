@@ -8,6 +8,7 @@ template and each chunk packed by `jobs.queue.resp` and sent while the next one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -194,13 +195,26 @@ def submit_batch(
     options: BatchOptions | None = None,
     on_progress: Progress | None = None,
 ) -> str:
-    """Create the batch in the report store and enqueue its tasks; returns its id."""
+    """Create the batch in the report store and enqueue its tasks; returns its id.
+
+    All or nothing: the batch is staged (invisible to everyone) until its last item is
+    written, then goes live in one step, and only then are its tasks queued. A failure
+    part way removes what was written; a submitter that dies part way leaves a staged
+    batch that expires within the hour, with no task that could send anything."""
     batch_id = batch_id or new_batch_id()
     chosen = options or BatchOptions()
-    store.create_batch(
-        new_batch(batch_id, name, source, len(items), parent_id, webhook_url, chosen),
-        seeds_of(items),
-    )
+    try:
+        store.create_batch(
+            new_batch(batch_id, name, source, len(items), parent_id, webhook_url, chosen),
+            seeds_of(items),
+            live=False,
+        )
+        if not store.go_live(batch_id):
+            raise RuntimeError(f"batch {batch_id} expired while it was being written")
+    except BaseException:
+        with contextlib.suppress(redis.RedisError):  # else it expires by itself
+            store.discard(batch_id)
+        raise
     if chosen.read_first and len(items) >= 2:
         # A worker reads the numbers through the listing, page by page, and queues each
         # page's items with their reads (`worker.reader`): no GET per number.

@@ -279,8 +279,20 @@ class ReportStore(Protocol):
         """How long a batch's keys live: what keeps a batch's data keeps it as long."""
         ...
 
-    def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
-        """Write the batch record and one pending record per item."""
+    def create_batch(
+        self, batch: NewBatch, items: Iterable[ItemSeed], *, live: bool = True
+    ) -> None:
+        """Write the batch record and one pending record per item. With `live` False the
+        batch is staged: nobody sees it (status, list, workers, resume) until `go_live`,
+        and what a submitter that died left of it expires within the hour."""
+        ...
+
+    def go_live(self, batch_id: str) -> bool:
+        """Make a staged batch live in one step; False if it was not staged (or is gone)."""
+        ...
+
+    def discard(self, batch_id: str) -> None:
+        """Remove everything written of a batch (a submission that failed part way)."""
         ...
 
     def status(self, batch_id: str) -> BatchStatus | None:

@@ -46,6 +46,7 @@ class MemoryReportStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._batches: dict[str, _Batch] = {}
+        self._staged: dict[str, _Batch] = {}  # written, not live yet
         self._webhooks_due: list[str] = []
         self._queues: dict[str, list[str]] = {}  # as a Redis list: LPUSH adds at index 0
 
@@ -55,7 +56,9 @@ class MemoryReportStore:
         with self._lock:
             return list(self._queues.get(queue, []))
 
-    def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
+    def create_batch(
+        self, batch: NewBatch, items: Iterable[ItemSeed], *, live: bool = True
+    ) -> None:
         status = BatchStatus(
             batch_id=batch.batch_id,
             name=batch.name,
@@ -74,7 +77,20 @@ class MemoryReportStore:
         entry = _Batch(status)
         _write(entry, items)
         with self._lock:
-            self._batches[batch.batch_id] = entry
+            (self._batches if live else self._staged)[batch.batch_id] = entry
+
+    def go_live(self, batch_id: str) -> bool:
+        with self._lock:
+            entry = self._staged.pop(batch_id, None)
+            if entry is None:
+                return False
+            self._batches[batch_id] = entry
+            return True
+
+    def discard(self, batch_id: str) -> None:
+        with self._lock:
+            self._staged.pop(batch_id, None)
+            self._batches.pop(batch_id, None)
 
     def begin_selection(self, batch_id: str) -> bool:
         with self._lock:

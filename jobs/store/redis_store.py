@@ -50,6 +50,8 @@ from jobs.store.interface import (
 )
 
 BATCHES_KEY = "phonebatch:batches"
+STAGING = "staging"  # a batch being written: no front end, worker or resume sees it
+STAGING_SECONDS = 3600  # a submitter that died mid-way leaves keys that expire by this
 WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
 _CHUNK = 2000
 
@@ -166,6 +168,7 @@ class RedisReportStore:
         self._park = client.register_script(scripts.PARK)
         self._continue = client.register_script(scripts.CONTINUE)
         self._sweep = client.register_script(scripts.SWEEP_CANCELLED)
+        self._go_live = client.register_script(scripts.GO_LIVE)
         self._link = client.register_script(scripts.LINK_RETRY)
         self._finish_selection = client.register_script(scripts.FINISH_SELECTION)
         self._begin_selection = client.register_script(scripts.BEGIN_SELECTION)
@@ -188,11 +191,14 @@ class RedisReportStore:
         except redis.ConnectionError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    def create_batch(self, batch: NewBatch, items: Iterable[ItemSeed]) -> None:
+    def create_batch(
+        self, batch: NewBatch, items: Iterable[ItemSeed], *, live: bool = True
+    ) -> None:
+        ttl = self._retention if live else STAGING_SECONDS
         meta: dict[FieldT, EncodableT] = {
             "name": batch.name,
             "source": batch.source,
-            "state": BatchState.QUEUED.value,
+            "state": BatchState.QUEUED.value if live else STAGING,
             "created_at": f"{time.time():.6f}",
             "total": batch.total,
             "pending": batch.total,
@@ -208,12 +214,22 @@ class RedisReportStore:
         bkey = batch_key(batch.batch_id)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hset(bkey, mapping=meta)
-        pipe.expire(bkey, self._retention)
-        pipe.zadd(BATCHES_KEY, {batch.batch_id: time.time()})
+        pipe.expire(bkey, ttl)
+        if live:
+            pipe.zadd(BATCHES_KEY, {batch.batch_id: time.time()})
         pipe.execute()
-        self._write_items(batch.batch_id, items)
+        self._write_items(batch.batch_id, items, ttl)
 
-    def _write_items(self, batch_id: str, items: Iterable[ItemSeed]) -> int:
+    def go_live(self, batch_id: str) -> bool:
+        keys = [*_keys(batch_id), expect_key(batch_id), BATCHES_KEY]
+        return bool(self._go_live(keys=keys, args=[self._retention, batch_id, time.time()]) == 1)
+
+    def discard(self, batch_id: str) -> None:
+        self._redis.delete(*_keys(batch_id), expect_key(batch_id))
+        self._redis.zrem(BATCHES_KEY, batch_id)
+
+    def _write_items(self, batch_id: str, items: Iterable[ItemSeed], ttl: int | None = None) -> int:
+        ttl = self._retention if ttl is None else ttl
         ikey, dkey, ekey = items_key(batch_id), bodies_key(batch_id), expect_key(batch_id)
         pending = pending_encoder()
         written = 0
@@ -230,9 +246,9 @@ class RedisReportStore:
                 ]
                 if expected:
                     commands.append(["HSET", ekey, *(part for pair in expected for part in pair)])
-                    commands.append(["EXPIRE", ekey, self._retention])
-                commands.append(["EXPIRE", ikey, self._retention])
-                commands.append(["EXPIRE", dkey, self._retention])
+                    commands.append(["EXPIRE", ekey, ttl])
+                commands.append(["EXPIRE", ikey, ttl])
+                commands.append(["EXPIRE", dkey, ttl])
                 writer.send(resp.commands(commands), replies=len(commands))
                 written += len(chunk)
         return written
@@ -253,7 +269,9 @@ class RedisReportStore:
 
     def status(self, batch_id: str) -> BatchStatus | None:
         raw = self._redis.hgetall(batch_key(batch_id))
-        return decode_status(batch_id, raw) if raw else None
+        if not raw or raw.get(b"state") == STAGING.encode():
+            return None  # a staged batch is nobody's business until it goes live
+        return decode_status(batch_id, raw)
 
     def record_outcome(
         self, batch_id: str, item: ItemRecord, keep_body: str | None = None,
@@ -310,7 +328,7 @@ class RedisReportStore:
 
     def state_of(self, batch_id: str) -> BatchState | None:
         state = self._redis.hget(batch_key(batch_id), "state")
-        return BatchState(_text(state)) if state else None
+        return BatchState(_text(state)) if state and _text(state) != STAGING else None
 
     def pause(self, batch_id: str) -> BatchStatus | None:
         if _text(self._pause(keys=[batch_key(batch_id)])) == "missing":

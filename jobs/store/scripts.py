@@ -265,3 +265,15 @@ if redis.call('HGET', KEYS[1], 'selecting') ~= '1' then return 0 end
 redis.call('HSET', KEYS[1], 'selecting', '2')
 return 1
 """
+
+# KEYS: B, I, C, D, E (expectations), the batches index. ARGV: 1 retention (s), 2 batch id,
+# 3 the time now. A staged batch (all its items written) goes live in one step: listed,
+# queued, and kept for the retention instead of the staging TTL; O(1) whatever its size.
+# Returns 1, or 0 if it was not staged (gone, or live already).
+GO_LIVE = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'staging' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued')
+for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[1]) end
+redis.call('ZADD', KEYS[6], ARGV[3], ARGV[2])
+return 1
+"""

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
         default=0, ge=0, le=65535,
         description="a worker serves Prometheus metrics on this port; 0 means none",
     )  # fmt: skip
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="the address workers serve metrics on: this host only, unless set "
+        "(0.0.0.0 inside a container network, for Prometheus there)",
+    )
     list_page_size: int = Field(
         default=1000, ge=1, le=1000,
         description="numbers per page when a selector lists them (the API allows 1000)",

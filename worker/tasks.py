@@ -77,8 +77,9 @@ def _start_pumps(**_: Any) -> None:
         pump.start()
         _pumps.append(pump)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port)  # serves /metrics from a daemon thread
-        log.info("metrics on port %d", settings.metrics_port)
+        # Serves /metrics from a daemon thread; this host only unless the settings say.
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        log.info("metrics on %s:%d", settings.metrics_host, settings.metrics_port)
 
 
 @worker_shutdown.connect

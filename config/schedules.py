@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tomllib
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -68,6 +68,13 @@ class Schedule(BaseModel):
             raise ValueError("give either `file` (a batch file) or `ids` with `set`")
         if self.ids is not None and not self.set:
             raise ValueError("`ids` needs `set`: the values to give those numbers")
+        if self.file is not None:
+            path = PurePosixPath(self.file.replace("\\", "/"))
+            if path.is_absolute() or ".." in path.parts or PureWindowsPath(self.file).drive:
+                raise ValueError(
+                    "`file` is a path relative to the schedules file, inside its folder "
+                    "(no absolute path, no `..`)"
+                )
         return self
 
     @property
@@ -124,6 +131,10 @@ def load_schedules(path: str | Path) -> list[Schedule]:
         text = file.read_text("utf-8")
     except FileNotFoundError:
         raise ScheduleError(f"{file}: no such schedules file (set PHONEBATCH_SCHEDULES)") from None
+    except UnicodeDecodeError as exc:  # say where, never print the file
+        raise ScheduleError(f"{file}: not UTF-8 text (at byte {exc.start})") from None
+    except OSError as exc:
+        raise ScheduleError(f"{file}: cannot be read ({exc.strerror or 'error'})") from None
     return parse_schedules(text, str(file))
 
 

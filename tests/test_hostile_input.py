@@ -188,3 +188,35 @@ def test_a_set_value_past_the_limits_is_a_row_error_too() -> None:
     intake = read_batch(io.StringIO(text), Format.CSV, overrides={"hooks": _deep(1100)})
     (error,) = intake.errors
     assert error.column == "--set hooks" and "nested deeper" in error.message
+
+
+@pytest.mark.parametrize("file", ["/etc/passwd", "../secrets.csv", "a/../../b.csv", "C:\\x.csv"])
+def test_a_schedule_file_outside_the_schedules_folder_is_refused(file: str) -> None:
+    from config.schedules import ScheduleError, parse_schedules
+
+    text = f'[[schedule]]\nname = "n"\ncron = "0 19 * * *"\nfile = {json.dumps(file)}\n'
+    with pytest.raises(ScheduleError, match="relative to the schedules file"):
+        parse_schedules(text)
+
+
+def test_a_schedules_file_that_is_not_utf8_is_named_not_printed(tmp_path: Path) -> None:
+    from config.schedules import ScheduleError, load_schedules
+
+    path = tmp_path / "schedules.toml"
+    path.write_bytes(b'[[schedule]]\nname = "secret-\xff-stuff"\n' + b"x" * 5000)
+    with pytest.raises(ScheduleError) as raised:
+        load_schedules(path)
+    assert "not UTF-8" in str(raised.value) and "stuff" not in str(raised.value)
+
+
+def test_stdin_with_a_byte_order_mark_and_unreadable_paths(tmp_path: Path) -> None:
+    rows = json.dumps([{"id": "n1", "provider": "vapi", "assistantId": "a"}]).encode()
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "validate", "-", "--format", "json"],
+        input=b"\xef\xbb\xbf" + rows, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    looped = run_cli("validate", str(loop), env={})
+    assert looped.returncode == 2 and "cannot be read" in looped.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections import Counter
@@ -73,15 +74,21 @@ WebhookOpt = Annotated[
 
 @contextmanager
 def _open_input(path: Path) -> Iterator[TextIO]:
+    """The batch as text: a byte-order mark dropped, and bytes that are not UTF-8 kept as
+    lone surrogates, which validation refuses with their row and column."""
     if str(path) == "-":
-        yield sys.stdin
+        yield io.TextIOWrapper(
+            sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
         return
     try:
-        stream = path.open(encoding="utf-8-sig", newline="")
+        stream = path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, not a batch file") from None
+    except OSError as exc:  # a symlink loop, no permission, ...
+        raise InputError(f"{path}: cannot be read ({exc.strerror or 'error'})") from None
     with stream:
         yield stream
 

@@ -28,9 +28,14 @@ def schedule_intake(schedule: Schedule, base_dir: Path) -> Intake:
     if schedule.file is not None:
         path = base_dir / schedule.file
         try:
-            text = path.read_text("utf-8-sig")
+            text = path.read_text("utf-8-sig", errors="surrogateescape")  # bad bytes: per row
         except FileNotFoundError:
             raise InputError(f"schedule {schedule.name!r}: no batch file {path}") from None
+        except OSError as exc:
+            reason = exc.strerror or "error"
+            raise InputError(
+                f"schedule {schedule.name!r}: {path} cannot be read ({reason})"
+            ) from None
         return read_batch(
             io.StringIO(text, newline=""), detect_format(path.name), provider=schedule.provider
         )

@@ -47,6 +47,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.transport --rounds $(BENCH_ROUNDS)
 	$(BIN)/python -m bench.enqueue
 	$(BIN)/python -m bench.reports
+	$(BIN)/python -m bench.hostile
 
 # The built wheel, installed (not editable) in a fresh venv, runs a small batch; CI runs it.
 wheel-check:

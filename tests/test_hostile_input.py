@@ -220,3 +220,30 @@ def test_stdin_with_a_byte_order_mark_and_unreadable_paths(tmp_path: Path) -> No
     loop.symlink_to(loop)
     looped = run_cli("validate", str(loop), env={})
     assert looped.returncode == 2 and "cannot be read" in looped.stderr
+
+
+def test_wide_long_and_endless_inputs_fail_fast_with_where() -> None:
+    from jobs.batch.sources import MAX_COLUMNS, MAX_ITEM, MAX_LINE
+
+    header = "id,provider," + ",".join(f"x{i}" for i in range(MAX_COLUMNS))
+    with pytest.raises(InputError, match="columns: at most") as wide:
+        read_batch(io.StringIO(header + "\n"), Format.CSV)
+    assert wide.value.row == 1
+    endless = io.StringIO("\0" * (MAX_LINE + 10))  # /dev/zero: no newline, ever
+    for fmt in (Format.CSV, Format.JSONL):
+        endless.seek(0)
+        with pytest.raises(InputError, match="line 1 is longer than"):
+            read_batch(endless, fmt)
+    big = '[{"id": "n1", "provider": "vapi", "name": "' + "x" * (MAX_ITEM + 10) + '"}]'
+    with pytest.raises(InputError, match="an item is larger than"):
+        read_batch(io.StringIO(big), Format.JSON)
+
+
+def test_a_row_wrong_in_many_ways_is_summed_up() -> None:
+    from jobs.batch.intake import MAX_ERRORS_PER_ROW
+
+    names = [f"x{i}" for i in range(60)]
+    text = "id,provider," + ",".join(names) + "\nn1,vapi," + ",".join("1" for _ in names) + "\n"
+    errors = read_batch(io.StringIO(text), Format.CSV).errors
+    assert len(errors) == MAX_ERRORS_PER_ROW + 1
+    assert errors[-1].message == f"... and {60 - MAX_ERRORS_PER_ROW} more problems in this row"

@@ -15,6 +15,7 @@ from jobs.batch.text import text_problem
 from jobs.batch.validation import BatchItem, RowError, RowValidator
 
 MAX_REPORTED_ERRORS = 10_000  # past this, a file is wrong as a whole; count the rest
+MAX_ERRORS_PER_ROW = 20  # a row wrong in more ways than this is summed up
 
 
 @dataclass
@@ -77,12 +78,21 @@ def _validate_all(records: Iterable[Defaults | RawRecord], validator: RowValidat
         if isinstance(result, BatchItem):
             intake.items.append(result)
         elif len(intake.errors) < MAX_REPORTED_ERRORS:
-            intake.errors.extend(result)
+            intake.errors.extend(_capped(result))
         else:
             intake.errors_not_listed += 1
     if intake.rows == 0:
         raise InputError("the batch has no rows: nothing to do")
     return intake
+
+
+def _capped(errors: list[RowError]) -> list[RowError]:
+    """A row's errors, the first `MAX_ERRORS_PER_ROW` of them and how many more."""
+    if len(errors) <= MAX_ERRORS_PER_ROW:
+        return errors
+    more = len(errors) - MAX_ERRORS_PER_ROW
+    last = RowError(errors[0].row, None, f"... and {more} more problems in this row")
+    return [*errors[:MAX_ERRORS_PER_ROW], last]
 
 
 def read_batch(

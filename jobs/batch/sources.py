@@ -19,6 +19,10 @@ from typing import Any, TextIO
 from jobs.batch.text import MAX_DEPTH, OutOfLimits, bounded_int, finite_float, loads
 
 _CHUNK = 1 << 16
+# Documented limits (README, "Validation"): past them a file fails fast, naming the line.
+MAX_LINE = 1 << 20  # characters in one line of CSV or JSONL (a quoted cell may span lines)
+MAX_ITEM = 1 << 20  # characters in one item of a JSON array
+MAX_COLUMNS = 1000  # columns in a CSV header
 # What may still follow a number's text at the window's edge: `12` | `.5`, `1e` | `+3`.
 _NUMBER_GOES_ON = re.compile(r"[0-9.eE+-]*\Z")
 
@@ -91,7 +95,25 @@ def read_records(stream: TextIO, fmt: Format) -> Iterator[Defaults | RawRecord]:
 # --- CSV --------------------------------------------------------------------------------
 
 
+def _bounded_lines(stream: TextIO) -> Iterator[str]:
+    """The stream's lines, failing fast on one longer than `MAX_LINE` (a file with no
+    newline, `/dev/zero`) instead of holding it all in memory."""
+    number = 0
+    while line := stream.readline(MAX_LINE + 1):
+        number += 1
+        if len(line) > MAX_LINE:
+            raise InputError(
+                f"line {number} is longer than {MAX_LINE:,} characters: "
+                "not a batch file, or a row far wider than any phone number's"
+            )
+        yield line
+
+
 def _header(cells: list[str]) -> list[str]:
+    if len(cells) > MAX_COLUMNS:
+        raise InputError(
+            f"the header row has {len(cells):,} columns: at most {MAX_COLUMNS:,}", row=1
+        )
     names = [c.strip() for c in cells]
     if names and names[0].startswith("\ufeff"):
         names[0] = names[0][1:]
@@ -110,7 +132,7 @@ def _header(cells: list[str]) -> list[str]:
 
 
 def read_csv(stream: TextIO) -> Iterator[RawRecord]:
-    reader = csv.reader(stream, strict=True)
+    reader = csv.reader(_bounded_lines(stream), strict=True)
     row = 0  # the last row read; a quoted cell may span lines, so not reader.line_num
     try:
         first = next(reader, None)
@@ -143,7 +165,7 @@ def read_csv(stream: TextIO) -> Iterator[RawRecord]:
 
 
 def read_jsonl(stream: TextIO) -> Iterator[RawRecord]:
-    for line_number, line in enumerate(stream, start=1):
+    for line_number, line in enumerate(_bounded_lines(stream), start=1):
         if not line.strip():
             continue
         try:
@@ -191,7 +213,9 @@ class _JsonStream:
     def _fill(self) -> bool:
         if self._eof:
             return False
-        data = self._stream.read(_CHUNK)
+        # Twice as much as the window holds: an item spanning many chunks is decoded again a
+        # few times, not once per 64 KiB (which made a 38 MB item cost 24 s).
+        data = self._stream.read(max(_CHUNK, len(self._buf) - self._pos))
         if not data:
             self._eof = True
             return False
@@ -221,6 +245,8 @@ class _JsonStream:
             try:
                 value, end = self._decoder.raw_decode(self._buf, self._pos)
             except json.JSONDecodeError as exc:
+                if len(self._buf) - self._pos > MAX_ITEM:
+                    raise self.error(f"an item is larger than {MAX_ITEM:,} characters") from None
                 if self._fill():
                     continue
                 raise self.error(exc.msg, exc.pos) from None
@@ -230,6 +256,8 @@ class _JsonStream:
                 raise self.error(f"nested deeper than {MAX_DEPTH} levels") from None
             if _NUMBER_GOES_ON.match(self._buf, end) and self._fill():
                 continue  # a number at the window's edge may go on in the next chunk
+            if end - self._pos > MAX_ITEM:
+                raise self.error(f"an item is larger than {MAX_ITEM:,} characters")
             self._pos = end
             return value
 

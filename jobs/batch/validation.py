@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -249,7 +250,7 @@ def describe(
     if kind == "missing":
         return f"required field {name!r} is missing"
     if kind == "extra_forbidden":
-        return _unknown_field(model, provider, path)
+        return _unknown_field(model, provider, tuple(path))
     if kind == "literal_error":
         return _not_allowed(value, error.get("ctx", {}).get("expected", ""))
     if kind == "union_tag_invalid":
@@ -275,7 +276,8 @@ _EXPECTED = {
 }
 
 
-def _unknown_field(model: type[BaseModel], provider: str, path: Sequence[PathPart]) -> str:
+@lru_cache(maxsize=4096)  # the same unknown column in every row: worked out once
+def _unknown_field(model: type[BaseModel], provider: str, path: tuple[PathPart, ...]) -> str:
     name = str(path[-1])
     if len(path) == 1:
         owners = [p for p, m in UPDATE_MODELS.items() if p != provider and name in wire_fields(m)]

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ROUNDS ?= 3
 
-.PHONY: demo test lint types unit venv bench compat wheel-check clean
+.PHONY: demo test lint types unit venv bench compat fuzz wheel-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench: $(BENCH_STAMP)
 # The built wheel, installed (not editable) in a fresh venv, runs a small batch; CI runs it.
 wheel-check:
 	.ci/wheel-check
+
+# Generated hostile batch files, many more than the test command tries (new ones each run).
+fuzz: $(STAMP)
+	PHONEBATCH_FUZZ_EXAMPLES=$${PHONEBATCH_FUZZ_EXAMPLES:-20000} $(BIN)/pytest -q -p no:cacheprovider tests/test_hostile_property.py
 
 # Fresh venvs: the lowest celery and kombu pyproject.toml allows runs the end-to-end
 # pipeline; kombu 5.6 (without the internals worker/broker.py overrides) runs it on

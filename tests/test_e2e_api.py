@@ -412,6 +412,10 @@ def test_out_of_range_input_is_a_4xx_never_a_500(
         raw = body.replace('"' + "[" * 40 + "]" * 40 + '"', "[" * 40 + "]" * 40)
         answer = httpx.post(f"{url}/batches/select", content=raw, headers=json_type)
         assert answer.status_code == 422, answer.text
+    typo = {"where": {"assistantId": "a"}, "set": {"assistantID": "b"}}
+    refused = httpx.post(f"{url}/batches/select", json=typo, headers=AUTH)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["column"] == "--set assistantID"
     rows = '[{"id": "n1", "provider": "vapi", "name": ' + "9" * 5000 + "}]"
     posted = httpx.post(f"{url}/batches", content=rows, headers=json_type)
     assert posted.status_code == 422 and "out of range" in posted.json()["detail"]

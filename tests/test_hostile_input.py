@@ -247,3 +247,13 @@ def test_a_row_wrong_in_many_ways_is_summed_up() -> None:
     errors = read_batch(io.StringIO(text), Format.CSV).errors
     assert len(errors) == MAX_ERRORS_PER_ROW + 1
     assert errors[-1].message == f"... and {60 - MAX_ERRORS_PER_ROW} more problems in this row"
+
+
+def test_selection_values_are_validated_like_a_row() -> None:
+    from jobs.batch.selection import values_problems
+
+    assert values_problems({"assistantId": "asst_1"}) == []
+    assert values_problems({"twilioAuthToken": "t"}) == []  # twilio numbers take it
+    (problem,) = values_problems({"assistantID": "asst_1"})
+    assert problem.column == "--set assistantID" and "did you mean 'assistantId'" in problem.message
+    assert values_problems({"server.timeoutSeconds": "soon"})

@@ -19,6 +19,7 @@ from jobs.api.deps import ApiError, Authorized, SettingsDep, StoreDep
 from jobs.api.schemas import Accepted, InvalidBatch, Scalar, Selection, problems
 from jobs.api.upload import format_of as batch_format
 from jobs.api.upload import read_body, validate_batch
+from jobs.batch.selection import values_problems
 from jobs.batch.text import first_text_problem
 from jobs.operations.destinations import destinations, webhook_problem
 from jobs.operations.producer import BatchOptions, submit_batch, submit_selection
@@ -122,7 +123,7 @@ async def post_batch(
 @router.post(
     "/batches/select",
     status_code=202,
-    responses=ACCEPTED | problems(401, 503),
+    responses=ACCEPTED | INVALID | problems(401, 413, 503),
 )
 def post_selection(selection: Selection, settings: SettingsDep, store: StoreDep) -> JSONResponse:
     """Every number whose current values match `where` gets `set` (listed by a worker)."""
@@ -131,6 +132,9 @@ def post_selection(selection: Selection, settings: SettingsDep, store: StoreDep)
     unsendable = first_text_problem({"where": selection.where, "set": selection.set})
     if unsendable is not None:
         raise ApiError(422, f"{unsendable[0]} {unsendable[1]}")
+    if problems := values_problems({k: _text(v) for k, v in selection.set.items()}):
+        detail = "the `set` values fit no number; nothing was queued"
+        return JSONResponse({"detail": detail, "errors": [e.as_dict() for e in problems]}, 422)
     _check_webhook(selection.webhook_url or settings.webhook_url, settings)
     mode = BatchMode.DRY_RUN if selection.dry_run else BatchMode.UPDATE
     batch_id = submit_selection(

@@ -11,9 +11,10 @@ from typing import Any
 
 from jobs.batch.coercion import CellError, coerce_text
 from jobs.batch.fields import Kind, field_kind
-from jobs.batch.intake import parse_pairs
-from jobs.batch.models import UPDATE_MODELS
+from jobs.batch.intake import parse_pairs, validate_records
+from jobs.batch.models import PROVIDERS, UPDATE_MODELS
 from jobs.batch.sources import RawRecord
+from jobs.batch.validation import RowError
 
 
 def parse_conditions(pairs: Iterable[str]) -> dict[str, str]:
@@ -63,3 +64,17 @@ def selected_records(
         RawRecord(row, {"id": n["id"], "provider": n.get("provider")})
         for row, n in enumerate(found, start=1)
     ]
+
+
+def values_problems(values: Mapping[str, str]) -> list[RowError]:
+    """The `set` values of a selection validated as a file's row would be: [] if some
+    provider's numbers can take them, else what is wrong (as for the first provider), so
+    a selection no number could take is refused before anything is queued."""
+    first: list[RowError] = []
+    for provider in PROVIDERS:
+        record = RawRecord(1, {"id": "selection", "provider": provider})
+        intake = validate_records([record], overrides=values)
+        if intake.ok:
+            return []
+        first = first or intake.errors
+    return first

@@ -17,7 +17,7 @@ from rich.console import Console
 from jobs.batch.intake import Intake, parse_assignments, read_batch
 from jobs.batch.models import PROVIDERS
 from jobs.batch.redaction import pairs_text
-from jobs.batch.selection import parse_conditions
+from jobs.batch.selection import parse_conditions, values_problems
 from jobs.batch.sources import InputError, detect_format
 from jobs.cli.outcome import announce
 from jobs.cli.shared import (
@@ -211,6 +211,8 @@ def _submit_selection(
     values = parse_assignments(sets or [])
     if not values:
         raise CliError("--where needs --set: the values to give the numbers found", EXIT_INVALID)
+    if problems := values_problems(values):
+        raise CliError(f"--set: {problems[0]}", EXIT_INVALID)
     webhook_url = _checked_webhook(webhook)
     store = open_store()
     batch_id = submit_selection(

@@ -220,8 +220,19 @@ def select_numbers(batch_id: str, conditions: dict[str, str], values: dict[str, 
         runtime.defer_task(SELECT_TASK, args, deferred.delay, f"(batch={batch_id}, select)")
         return
     except DeliveryError as exc:
-        if runtime.store.begin_selection(batch_id):
-            runtime.store.halt(batch_id, f"the numbers could not be listed: {exc.message}")
-            runtime.store.add_items(batch_id, [])
+        _end_selection(runtime, batch_id, f"the numbers could not be listed: {exc.message}")
+        return
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise  # Redis is back soon: the message stays unacknowledged and comes again
+    except Exception as exc:  # a bug, or a listing like no other: never `selecting` forever
+        log.exception("batch %s: the selection could not be built", batch_id)
+        _end_selection(runtime, batch_id, f"the selection could not be built: {exc!r}"[:300])
         return
     log.info("batch %s: selected %d numbers", batch_id, count)
+
+
+def _end_selection(runtime: Runtime, batch_id: str, reason: str) -> None:
+    """A selection that cannot be built ends empty, saying why, unless a run built it."""
+    if runtime.store.begin_selection(batch_id):
+        runtime.store.halt(batch_id, reason)
+        runtime.store.add_items(batch_id, [])

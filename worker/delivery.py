@@ -111,10 +111,8 @@ def deliver(
     sent = redact(item.body)  # what reports and logs may show of the body, once per item
     gate = _state_gate(store, item.batch_id, check_every, claimed_at)
     try:
-        outcome = _attempt(
-            item, api, store, sender, rules, sent, auth_failure_limit, retaken, gate,
-            max_read_age,
-        )  # fmt: skip
+        send = _Send(item, api, store, sender, rules, sent, retaken, gate, max_read_age)
+        outcome = send.outcome(auth_failure_limit)
     except Stopped as stopped:
         if stopped.state != BatchState.CANCELLED:  # paused: held until it continues
             store.release(item.batch_id, item.index)
@@ -169,115 +167,97 @@ def _claim(
     return ticket.item, ticket.rules, ticket.claim is Claim.RETAKEN
 
 
-def _attempt(
-    item: WorkItem,
-    api: VapiApi,
-    store: ReportStore,
-    sender: Sender,
-    rules: SendRules,
-    sent: dict[str, Any],
-    auth_failure_limit: int,
-    retaken: bool = False,
-    gate: Gate | None = None,
-    max_read_age: float = MAX_AGE_SECONDS,
-) -> Outcome:
-    if rules.halted_reason:
-        return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=rules.halted_reason)
-    try:
-        return _read_then_write(item, api, store, sender, rules, sent, retaken, gate, max_read_age)
-    except AuthError as exc:
-        reason = auth_halt_reason(exc, auth_failure_limit, item.batch_id)
-        if store.note_auth_failure(item.batch_id, reason, auth_failure_limit):
-            log.error("batch %s stopped: the API key was refused", item.batch_id)
-        return _failed(exc, sent)
-    except DeliveryError as exc:
-        return _failed(exc, sent)
-    except (Deferred, redis.ConnectionError, redis.TimeoutError):
-        raise
-    except Exception as exc:  # a bug must fail the item visibly, not strand it
-        log.exception("unexpected error while sending")
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """One run's attempt at an item: what it sends with, and what it checks first."""
+
+    item: WorkItem
+    api: VapiApi
+    store: ReportStore
+    sender: Sender
+    rules: SendRules
+    sent: dict[str, Any]  # the body as reports may show it
+    retaken: bool = False  # taken over from a run that stopped before recording
+    gate: Gate | None = None
+    max_read_age: float = MAX_AGE_SECONDS
+
+    def outcome(self, auth_failure_limit: int) -> Outcome:
+        """The item's outcome; raises only to hand it back (`Deferred`, `Stopped`) or
+        when Redis is away."""
+        item, store = self.item, self.store
+        if self.rules.halted_reason:
+            error = self.rules.halted_reason
+            return Outcome(ItemStatus.FAILED, attempts=item.attempts.total, error=error)
+        try:
+            return self.read_then_write()
+        except AuthError as exc:
+            reason = auth_halt_reason(exc, auth_failure_limit, item.batch_id)
+            if store.note_auth_failure(item.batch_id, reason, auth_failure_limit):
+                log.error("batch %s stopped: the API key was refused", item.batch_id)
+            return _failed(exc, self.sent)
+        except DeliveryError as exc:
+            return _failed(exc, self.sent)
+        except (Deferred, redis.ConnectionError, redis.TimeoutError):
+            raise
+        except Exception as exc:  # a bug must fail the item visibly, not strand it
+            log.exception("unexpected error while sending")
+            return Outcome(
+                ItemStatus.FAILED, attempts=item.attempts.total,
+                error=f"internal error: {exc!r}", sent=self.sent,
+            )  # fmt: skip
+
+    def read_then_write(self) -> Outcome:
+        """Read the number first (unless the batch said not to: from the batch's listing,
+        or by GET), then decide: report only (dry run), leave it (already right, or
+        changed since a rolled-back batch), or PATCH."""
+        item, attempts = self.item, self.item.attempts
+        details: dict[str, Any] = {}
+        if self.rules.read_first:
+            decided, attempts = self.decide(details)
+            if decided is not None:
+                return decided
+        body = json.dumps(item.body, separators=(",", ":"))
+        try:
+            result, attempts = self.sender.run(
+                lambda: self.api.update_phone_number(item.number_id, body), attempts, self.gate
+            )
+        except DeliveryError as exc:
+            exc.attempts -= attempts.reads  # `attempts` in a report counts updates
+            raise
         return Outcome(
-            ItemStatus.FAILED, attempts=item.attempts.total, error=f"internal error: {exc!r}",
-            sent=sent,
+            ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts.updates,
+            sent=self.sent, details=details,
         )  # fmt: skip
 
-
-def _read_then_write(
-    item: WorkItem,
-    api: VapiApi,
-    store: ReportStore,
-    sender: Sender,
-    rules: SendRules,
-    sent: dict[str, Any],
-    retaken: bool,
-    gate: Gate | None = None,
-    max_read_age: float = MAX_AGE_SECONDS,
-) -> Outcome:
-    """Read the number first (unless the batch said not to: from the batch's listing, or
-    by GET), then decide: report only (dry run), leave it (already right, or changed since
-    a rolled-back batch), or PATCH."""
-    attempts = item.attempts
-    details: dict[str, Any] = {}
-    if rules.read_first:
-        decided, attempts = _decide(
-            item, api, store, sender, rules, sent, retaken, gate, max_read_age, details
+    def decide(self, details: dict[str, Any]) -> tuple[Outcome | None, Attempts]:
+        """Read the number and fill `details` (changes, when and how it was read, the
+        snapshot); the outcome when no PATCH is to be sent, else None."""
+        item, rules = self.item, self.rules
+        seen, attempts = _current(
+            item, self.api, self.sender, item.attempts, self.gate, self.max_read_age
         )
-        if decided is not None:
-            return decided
-    body = json.dumps(item.body, separators=(",", ":"))
-    try:
-        result, attempts = sender.run(
-            lambda: api.update_phone_number(item.number_id, body), attempts, gate
-        )
-    except DeliveryError as exc:
-        exc.attempts -= attempts.reads  # `attempts` in a report counts updates
-        raise
-    return Outcome(
-        ItemStatus.SUCCEEDED, http_status=result.http_status, attempts=attempts.updates,
-        sent=sent, details=details,
-    )  # fmt: skip
-
-
-def _decide(
-    item: WorkItem,
-    api: VapiApi,
-    store: ReportStore,
-    sender: Sender,
-    rules: SendRules,
-    sent: dict[str, Any],
-    retaken: bool,
-    gate: Gate | None,
-    max_read_age: float,
-    details: dict[str, Any],
-) -> tuple[Outcome | None, Attempts]:
-    """Read the number and fill `details` (changes, when and how it was read, the
-    snapshot); the outcome when no PATCH is to be sent, else None."""
-    seen, attempts = _current(item, api, sender, item.attempts, gate, max_read_age)
-    current, read_status = seen.values, seen.http_status
-    diff = changes(current, item.body)
-    details |= {
-        "changes": [c.as_dict() for c in diff], "in_target_state": not diff,
-        "read_at": iso_time(seen.at), "read_by": seen.source,
-    }  # fmt: skip
-    skip = _skip_reason(item, store, rules, current, diff, details)
-    if skip is not None and retaken and not diff and rules.mode is not BatchMode.DRY_RUN:
-        # A run that stopped before recording (a killed worker) had sent this update:
-        # it succeeded, and counting it as skipped would misreport the batch.
-        details["reason"] = "sent by an earlier run that stopped before recording it"
-        done = Outcome(
-            ItemStatus.SUCCEEDED, http_status=read_status, attempts=attempts.updates,
-            sent=sent, details=details,
+        current, diff = seen.values, changes(seen.values, item.body)
+        details |= {
+            "changes": [c.as_dict() for c in diff], "in_target_state": not diff,
+            "read_at": iso_time(seen.at), "read_by": seen.source,
+        }  # fmt: skip
+        skip = _skip_reason(item, self.store, rules, current, diff, details)
+        if skip is None:
+            details["before"] = snapshot(current, item.body)
+            return None, attempts
+        if self.retaken and not diff and rules.mode is not BatchMode.DRY_RUN:
+            # A run that stopped before recording (a killed worker) had sent this update:
+            # it succeeded, and counting it as skipped would misreport the batch.
+            details["reason"] = "sent by an earlier run that stopped before recording it"
+            status, tried = ItemStatus.SUCCEEDED, attempts.updates
+        else:
+            details["reason"] = skip
+            status, tried = ItemStatus.SKIPPED, attempts.total
+        outcome = Outcome(
+            status, http_status=seen.http_status, attempts=tried, sent=self.sent,
+            details=details,
         )  # fmt: skip
-        return done, attempts
-    if skip is not None:
-        details["reason"] = skip
-        skipped = Outcome(
-            ItemStatus.SKIPPED, http_status=read_status, attempts=attempts.total,
-            sent=sent, details=details,
-        )  # fmt: skip
-        return skipped, attempts
-    details["before"] = snapshot(current, item.body)
-    return None, attempts
+        return outcome, attempts
 
 
 @dataclass(frozen=True, slots=True)

@@ -257,3 +257,28 @@ def test_selection_values_are_validated_like_a_row() -> None:
     (problem,) = values_problems({"assistantID": "asst_1"})
     assert problem.column == "--set assistantID" and "did you mean 'assistantId'" in problem.message
     assert values_problems({"server.timeoutSeconds": "soon"})
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("big.json", '[{"id": "n1", "provider": "vapi", "name": 18446744073709551616}]'),
+        ("digits.jsonl", '{"id": "n1", "provider": "vapi", "name": ' + "9" * 5000 + "}\n"),
+        ("deep.json", '[{"id": "n1", "provider": "vapi", "hooks": ' + _deep(1100) + "}]"),
+        ("deep.csv", "id,provider,hooks\nn1,vapi," + _deep(1100) + "\n"),
+        ("headers.jsonl", '{"id": "n1", "provider": "vapi", "server": {"url": "https://a.example",'
+         ' "headers": ' + '{"a": ' * 300 + '"x"' + "}" * 300 + "}}\n"),
+        ("surrogate.json", '[{"id": "n1", "provider": "vapi", "name": "\\ud800"}]'),
+        ("dots.csv", "id,provider,assistantId\n..,vapi,a\n"),
+    ],
+)  # fmt: skip
+def test_the_issues_inputs_exit_2_with_nothing_written(
+    name: str, content: str, tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    path = tmp_path / name
+    path.write_text(content)
+    done = run_cli("submit", str(path), env={"REDIS_URL": redis_url})
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and ("row" in done.stderr + done.stdout
+                                               or "line" in done.stderr)  # fmt: skip
+    assert redis_client.dbsize() == 0

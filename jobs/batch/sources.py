@@ -16,7 +16,14 @@ from enum import Enum
 from pathlib import PurePath
 from typing import Any, TextIO
 
-from jobs.batch.text import MAX_DEPTH, OutOfLimits, bounded_int, finite_float, loads
+from jobs.batch.text import (
+    MAX_DEPTH,
+    OutOfLimits,
+    bounded_int,
+    finite_float,
+    loads,
+    text_problem,
+)
 
 _CHUNK = 1 << 16
 # Documented limits (README, "Validation"): past them a file fails fast, naming the line.
@@ -121,6 +128,8 @@ def _header(cells: list[str]) -> list[str]:
     for position, name in enumerate(names, start=1):
         if not name:
             raise InputError(f"column {position} of the header row has no name", row=1)
+        if (problem := text_problem(name)) is not None:
+            raise InputError(f"column {position} of the header row {problem}", row=1)
         if name in seen:
             raise InputError(f"column {name!r} appears twice in the header row", row=1)
         seen.add(name)

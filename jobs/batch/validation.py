@@ -24,7 +24,7 @@ from jobs.batch.fields import PathPart, field_names, format_path, readable_path
 from jobs.batch.models import PROVIDERS, UPDATE_MODELS, dump_body, wire_fields
 from jobs.batch.redaction import REDACTED, is_secret_path
 from jobs.batch.sources import InputError, RawRecord
-from jobs.batch.text import first_text_problem, id_problem, printable
+from jobs.batch.text import first_text_problem, id_problem, plain_text_row, printable
 
 _QUOTED = re.compile(r"'([^']*)'")
 _MAX_LISTED = 8
@@ -107,7 +107,8 @@ class RowValidator:
     def validate(self, record: RawRecord) -> BatchItem | list[RowError]:
         if record.problem is not None:
             return [RowError(record.row, None, record.problem)]
-        unsendable = first_text_problem(record.values)
+        plain = record.textual and plain_text_row(record.values)
+        unsendable = None if plain else first_text_problem(record.values)
         if unsendable is not None:
             column, problem = unsendable
             return [RowError(record.row, column or None, f"{column or 'a field'} {problem}")]

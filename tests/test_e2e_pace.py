@@ -66,3 +66,35 @@ def test_a_set_limit_is_a_ceiling_the_pace_never_passes(
     stamps = [float(r["at"]) for r in simulator.requests()]
     assert most_in_one_second(stamps) <= 21
     assert not [r for r in simulator.requests() if r["status"] == 429]
+
+
+def _first_second(at: list[float]) -> int:
+    """Requests in the first second of a run."""
+    return sum(t < at[0] + 1.0 for t in at)
+
+
+def test_the_next_batch_starts_at_the_pace_learned_by_the_last(
+    redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers
+) -> None:
+    """Tonight's batch starts where last night's settled (kept in Redis per API and key),
+    not from a cold start: its first second already runs near the API's limit."""
+    limit, count = 40, 200
+    numbers = generate_numbers(count, seed=93)
+    _forget_learned_pace(redis_client)
+    seconds: list[int] = []
+    for night in ("asst_monday", "asst_tuesday"):
+        simulator.reset(numbers)  # and its request log
+        simulator.set_faults(rate_limit=limit, rate_limit_mode="sliding", latency_ms=10)
+        # New worker processes each night: what carries over is in Redis alone.
+        queue, workers = start_workers(count=1, concurrency=8, PHONEBATCH_RATE_LIMIT="auto")
+        rows = [f"{n['id']},{n['provider']},{night}" for n in numbers]
+        store, batch_id = submit_rows(redis_client, queue, HEADER, rows)
+        final = wait_for_batch(store, batch_id, workers, timeout=90)
+        assert final.counts.succeeded == count
+        seconds.append(_first_second(sorted(r["at"] for r in simulator.requests())))
+
+    cold, remembered = seconds
+    learned = redis_client.get(next(redis_client.scan_iter("phonebatch:limiter:*:learned")))
+    assert learned is not None and 0.7 * limit <= float(learned.split(b"|")[0]) <= limit
+    assert cold <= 0.6 * limit, seconds  # nothing learned: it starts at PHONEBATCH_RATE_START
+    assert remembered >= 0.7 * limit, seconds  # at what was learned, from the first second

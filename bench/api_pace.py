@@ -215,6 +215,8 @@ def _line(name: str, pace: Pace) -> str:
 
 @dataclass(frozen=True)
 class Medians:
+    """The medians of one side's rounds, figure by figure."""
+
     per_second: float
     utilization: float
     share_429: float
@@ -334,6 +336,8 @@ def _cli(stack: Stack, queue: str, *args: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Stop:
+    """How a cancel or a pause held: PATCHes after the command returned, and how late."""
+
     name: str
     after: int  # PATCHes that arrived after the command returned
     late: int  # of them, more than 0.2 s after

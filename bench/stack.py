@@ -39,6 +39,8 @@ API_KEY = "bench-key"
 
 @dataclass
 class Stack:
+    """A private redis-server and simulator for one benchmark, and the workers it starts."""
+
     redis_url: str
     sim_url: str
     workdir: Path

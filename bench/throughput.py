@@ -58,6 +58,8 @@ PROCESSES, THREADS = default_processes(), 8  # what `phonebatch worker` starts b
 
 @dataclass(frozen=True)
 class Run:
+    """One side's run as the simulator and /proc saw it."""
+
     rate: float  # numbers/s
     cpu_ms: float  # CPU per number
     requests_per_number: float

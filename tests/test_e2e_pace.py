@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import redis
 
+from jobs.store.pace import read_paces
 from simulator.limits import RATE_LIMIT_MODES
 from simulator.state import generate_numbers
 from simulator.stats import most_in_one_second
@@ -94,7 +95,9 @@ def test_the_next_batch_starts_at_the_pace_learned_by_the_last(
         seconds.append(_first_second(sorted(r["at"] for r in simulator.requests())))
 
     cold, remembered = seconds
-    learned = redis_client.get(next(redis_client.scan_iter("phonebatch:limiter:*:learned")))
-    assert learned is not None and 0.7 * limit <= float(learned.split(b"|")[0]) <= limit
+    # What the workers wrote, as front ends (`phonebatch status`) read it.
+    (pace,) = read_paces(redis_client)
+    assert pace.api == simulator.url and pace.learned is not None
+    assert 0.7 * limit <= pace.learned <= limit
     assert cold <= 0.6 * limit, seconds  # nothing learned: it starts at PHONEBATCH_RATE_START
     assert remembered >= 0.7 * limit, seconds  # at what was learned, from the first second

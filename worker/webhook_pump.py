@@ -18,7 +18,6 @@ import logging
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
@@ -137,9 +136,9 @@ def webhook_pump(
     client: httpx.Client | None = None,
 ) -> Pump:
     """Sends the webhooks of batches that ended, in workers that hold the secret: up to
-    `PARALLEL` at once, each in its own thread of a pool."""
+    `PARALLEL` at once, each in a daemon thread of its own (like the pump: a worker that
+    stops does not wait for a slow receiver; the delivery is lost, at most once)."""
     client = client or httpx.Client(timeout=TIMEOUT)
-    pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="phonebatch-webhook")
     free = threading.Semaphore(PARALLEL)
 
     def deliver(batch_id: str) -> None:
@@ -156,6 +155,7 @@ def webhook_pump(
             if batch_id is None:
                 free.release()
                 return
-            pool.submit(deliver, batch_id)
+            name = f"phonebatch-webhook-{batch_id}"
+            threading.Thread(target=deliver, args=(batch_id,), name=name, daemon=True).start()
 
     return Pump("phonebatch-webhooks", tick, interval)

@@ -3,12 +3,12 @@ the errors they answer with. `create_api` puts the first two on `app.state`."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
 from config import Settings
+from jobs.api.guard import bearer_ok
 from jobs.store.interface import BatchStatus
 from jobs.store.redis_store import RedisReportStore
 
@@ -30,11 +30,8 @@ def get_store(request: Request) -> RedisReportStore:
 def require_token(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     """401 unless `Authorization: Bearer <PHONEBATCH_API_TOKEN>`; an API explicitly opened
     on localhost (no token) lets every request in."""
-    token: str | None = request.app.state.token
-    if token is None:
-        return
-    scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+    given = (authorization or "").encode("latin-1", "replace")
+    if not bearer_ok(given, request.app.state.token):
         raise HTTPException(
             401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
         )

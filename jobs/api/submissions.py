@@ -132,14 +132,15 @@ def post_selection(selection: Selection, settings: SettingsDep, store: StoreDep)
     unsendable = first_text_problem({"where": selection.where, "set": selection.set})
     if unsendable is not None:
         raise ApiError(422, f"{unsendable[0]} {unsendable[1]}")
-    if problems := values_problems({k: _text(v) for k, v in selection.set.items()}):
+    values = {k: _text(v) for k, v in selection.set.items()}
+    if problems := values_problems(values):
         detail = "the `set` values fit no number; nothing was queued"
         return JSONResponse({"detail": detail, "errors": [e.as_dict() for e in problems]}, 422)
     _check_webhook(selection.webhook_url or settings.webhook_url, settings)
     mode = BatchMode.DRY_RUN if selection.dry_run else BatchMode.UPDATE
     batch_id = submit_selection(
         {k: _text(v) for k, v in selection.where.items()},
-        {k: _text(v) for k, v in selection.set.items()},
+        values,
         store=store, broker=store.client, queue=settings.queue,
         name=selection.name or "selection", source="api",
         webhook_url=selection.webhook_url or settings.webhook_url,

@@ -102,25 +102,23 @@ def _walk(values: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 def plain_text_row(values: Mapping[str, str]) -> bool:
     """Whether a CSV row's cells are all ASCII without NUL: one check in C, for nearly
     every row (its column names are the header's, checked once)."""
-    joined = "".join(values.values())
-    return joined.isascii() and "\x00" not in joined
+    return _plain("".join(values.values()))
+
+
+def _plain(text: str) -> bool:
+    return text.isascii() and "\x00" not in text
 
 
 def first_text_problem(values: Mapping[str, Any]) -> tuple[str, str] | None:
     """The first field (dotted path) that cannot be sent, with why (text that is not
     UTF-8 or holds a NUL, nesting deeper than `MAX_DEPTH`, a number out of range); None
     if every one can."""
-    if _plain_ascii(values):
-        return None  # a CSV row of ASCII text: one check in C, no walk
-    return next(_walk(values), None)
-
-
-def _plain_ascii(values: Mapping[str, Any]) -> bool:
     try:
-        joined = "".join(values.values()) + "".join(values.keys())
+        if plain_text_row(values) and _plain("".join(values)):
+            return None  # text only, ASCII (names too): one check in C, no walk
     except TypeError:  # a value that is not text (JSON input): walk it
-        return False
-    return joined.isascii() and "\x00" not in joined
+        pass
+    return next(_walk(values), None)
 
 
 def bounded_int(text: str) -> int:

@@ -87,6 +87,16 @@ class Settings(BaseSettings):
         default=300, gt=0,
         description="a task a dead worker held goes back to the queue after this long",
     )  # fmt: skip
+    heartbeat_interval: float = Field(
+        default=5.0, gt=0, le=60,
+        description="a worker process beats this often; three beats missed and any other "
+        "worker puts the tasks it held back on the queue",
+    )  # fmt: skip
+    self_resume_after: float = Field(
+        default=60.0, ge=0,
+        description="a batch with pending items and no task anywhere for this long is "
+        "resumed by the workers themselves; 0 turns that off",
+    )  # fmt: skip
     auth_failure_limit: int = Field(
         default=3, ge=1,
         description="401/403 answers after which a batch stops sending",

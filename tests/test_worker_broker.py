@@ -14,10 +14,12 @@ import redis
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
 
+from jobs.queue.liveness import OWNERS_KEY
 from jobs.store.interface import ItemSeed, ItemStatus, NewBatch, Outcome, Receipt
 from jobs.store.memory_store import MemoryReportStore
 from jobs.store.redis_store import RedisReportStore
 from worker.broker import POP_AND_NOTE, Channel, QoS, Transport, receipt_for
+from worker.heartbeat import process_id
 
 
 def test_one_client_per_pool_and_a_new_one_after_a_reconnect(redis_url: str) -> None:
@@ -120,11 +122,13 @@ def test_recording_an_item_settles_its_message_and_the_ack_stays_local(
     message, receipt = _delivered(queue, "task-1", {"n": 1})
     assert redis_client.hexists(receipt.entries_key, receipt.tag)
     assert redis_client.zscore(receipt.index_key, receipt.tag) is not None
+    assert redis_client.hget(OWNERS_KEY, receipt.tag) == process_id().encode()
 
     assert _done(store, 0, receipt) is True
     assert receipt.settled
     assert not redis_client.hexists(receipt.entries_key, receipt.tag)
     assert redis_client.zscore(receipt.index_key, receipt.tag) is None
+    assert not redis_client.hexists(OWNERS_KEY, receipt.tag)  # the holder's note goes too
 
     monkeypatch.setattr(QoS, "_remove_from_indices", _no_round_trip)
     message.ack()
@@ -204,7 +208,8 @@ def test_the_script_writes_the_entry_kombu_restores_from(
     queue.put({"n": 2}, headers={"id": "task-5"})
     raw = redis_client.lindex("broker-test", -1)
     assert raw is not None
-    answer = redis_client.eval(POP_AND_NOTE, 3, "unacked_index", "unacked", "broker-test", 5.0)
+    keys = ("unacked_index", "unacked", "beats", "owners", "broker-test")
+    answer = redis_client.eval(POP_AND_NOTE, 5, *keys, 5.0, "host:1:ab")
     assert answer == [b"broker-test", raw]
     assert redis_client.llen("broker-test") == 0
     tag = json.loads(raw)["properties"]["delivery_tag"]
@@ -212,7 +217,11 @@ def test_the_script_writes_the_entry_kombu_restores_from(
     entry = redis_client.hget("unacked", tag)
     assert entry is not None
     assert json.loads(entry) == [json.loads(raw), "broker-test", "broker-test"]
-    assert redis_client.eval(POP_AND_NOTE, 3, "unacked_index", "unacked", "broker-test", 6) is None
+    # Noted as this process's, and the process as alive (by the server's clock).
+    assert redis_client.hget("owners", tag) == b"host:1:ab"
+    seconds, _ = redis_client.time()
+    assert abs((redis_client.zscore("beats", "host:1:ab") or 0) - seconds) < 5
+    assert redis_client.eval(POP_AND_NOTE, 5, *keys, 6, "host:1:ab") is None
 
 
 def test_a_message_the_script_cannot_read_is_left_to_kombus_brpop(
@@ -222,8 +231,9 @@ def test_a_message_the_script_cannot_read_is_left_to_kombus_brpop(
     raw = json.loads(redis_client.rpop("broker-test") or b"")
     raw["properties"]["delivery_tag"] = 12345  # not a string: the script leaves it
     redis_client.lpush("broker-test", json.dumps(raw))
-    keys = ("unacked_index", "unacked", "broker-test")
-    assert redis_client.eval(POP_AND_NOTE, 3, *keys, 1) == [b"broker-test", None]
+    keys = ("unacked_index", "unacked", "beats", "owners", "broker-test")
+    assert redis_client.eval(POP_AND_NOTE, 5, *keys, 1, "host:1:ab") == [b"broker-test", None]
+    assert redis_client.hlen("owners") == 0
     assert redis_client.llen("broker-test") == 1
     message = queue.get(timeout=5)
     assert message.payload == {"n": 3}
@@ -301,5 +311,6 @@ def test_on_a_redis_without_blmove_kombus_own_commands_take_the_message(
     message, receipt = _delivered(queue, "task-10", {"n": 10})
     assert calls == [message.delivery_tag]  # kombu's BRPOP, then its pipeline
     assert redis_client.hexists(receipt.entries_key, receipt.tag)
+    assert redis_client.hget(OWNERS_KEY, receipt.tag) == process_id().encode()  # noted too
     message.ack()
     assert redis_client.hlen(receipt.entries_key) == 0

@@ -48,7 +48,9 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from jobs.queue.liveness import HEARTBEATS_KEY, OWNERS_KEY
 from jobs.store.interface import Receipt
+from worker.heartbeat import process_id
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,10 @@ CHANNEL_HOOKS = (
     "global_keyprefix", "unacked_key", "unacked_index_key", "client", "active_queues", "pool",
 )  # fmt: skip
 CHANNEL_INSTANCE_HOOKS = ("_queue_cycle", "brpop_timeout", "connection_errors")  # from __init__
-QOS_HOOKS = ("append", "ack", "reject", "restore_unacked", "unacked_key", "unacked_index_key")
+QOS_HOOKS = (
+    "append", "ack", "reject", "restore_unacked", "unacked_key", "unacked_index_key",
+    "pipe_or_acquire",
+)  # fmt: skip
 VIRTUAL_QOS_HOOKS = ("append", "ack")
 TRANSPORT_HOOKS = ("_deliver",)
 OURS, KOMBUS = "worker.broker:Transport", "redis"
@@ -108,12 +113,14 @@ def _kombu_version() -> str:
 # consumer thread before the task starts, read in the pool's thread that runs it.
 _by_task: dict[str, Receipt] = {}
 
-# KEYS: 1 unacked index, 2 unacked hash, 3... the queue's keys in BRPOP's order.
-# ARGV: 1 the time now. Returns {key, message} or false when every key is empty; a
-# message cjson cannot read stays where it is and the answer is {key, false}, for
-# kombu's own BRPOP to take.
+# KEYS: 1 unacked index, 2 unacked hash, 3 heartbeats, 4 owners, 5... the queue's keys in
+# BRPOP's order. ARGV: 1 the time now, 2 this process's id. Returns {key, message} or
+# false when every key is empty; a message cjson cannot read stays where it is and the
+# answer is {key, false}, for kombu's own BRPOP to take. The message is noted as this
+# process's, and the process as alive (if its heartbeat has yet to beat), so a process
+# killed right after its first pop is found dead like any other (`worker.heartbeat`).
 POP_AND_NOTE = """
-for i = 3, #KEYS do
+for i = 5, #KEYS do
   local message = redis.call('LINDEX', KEYS[i], -1)
   if message then
     local ok, decoded = pcall(cjson.decode, message)
@@ -130,11 +137,21 @@ for i = 3, #KEYS do
     redis.call('ZADD', KEYS[1], ARGV[1], tag)
     redis.call('HSET', KEYS[2], tag, '[' .. message .. ',' .. cjson.encode(info['exchange'])
       .. ',' .. cjson.encode(info['routing_key']) .. ']')
+    redis.call('HSET', KEYS[4], tag, ARGV[2])
+    local clock = redis.call('TIME')
+    redis.call('ZADD', KEYS[3], 'NX', tonumber(clock[1]) + tonumber(clock[2]) / 1000000, ARGV[2])
     return {KEYS[i], message}
   end
 end
 return false
 """
+
+
+def note_holder(pipe: Any, delivery_tag: str) -> None:
+    """Note this process as the holder of a message kombu's own pop took."""
+    pipe.hset(OWNERS_KEY, delivery_tag, process_id())
+    pipe.zadd(HEARTBEATS_KEY, {process_id(): time.time()}, nx=True)
+    pipe.execute()
 
 
 def receipt_for(task_id: str) -> Receipt | None:
@@ -150,15 +167,21 @@ class QoS(kombu_redis.QoS):
         self._receipts: dict[str, tuple[str, Receipt]] = {}
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        prefix = getattr(self.channel, "global_keyprefix", "") or ""
         if getattr(self.channel, "_noted", False):
             virtual.QoS.append(self, message, delivery_tag)  # POP_AND_NOTE wrote it
         else:
             super().append(message, delivery_tag)
-        prefix = getattr(self.channel, "global_keyprefix", "") or ""
+            if not prefix:  # kombu's own pop: note the holder too, one round trip more
+                with self.pipe_or_acquire() as pipe:
+                    note_holder(pipe, delivery_tag)
         task_id = (message.headers or {}).get("id")
         if isinstance(task_id, str):
             receipt = Receipt(
-                prefix + self.unacked_index_key, prefix + self.unacked_key, delivery_tag
+                prefix + self.unacked_index_key,
+                prefix + self.unacked_key,
+                delivery_tag,
+                owners_key="" if prefix else OWNERS_KEY,
             )
             self._receipts[delivery_tag] = (task_id, receipt)
             _by_task[task_id] = receipt
@@ -253,8 +276,8 @@ class Channel(_KombuChannel):  # type: ignore[misc]
         else:
             self._sent = "POP"
             self.client.connection.send_command(
-                "EVAL", POP_AND_NOTE, len(keys) + 2, self.unacked_index_key, self.unacked_key,
-                *keys, time.time(),
+                "EVAL", POP_AND_NOTE, len(keys) + 4, self.unacked_index_key, self.unacked_key,
+                HEARTBEATS_KEY, OWNERS_KEY, *keys, time.time(), process_id(),
             )  # fmt: skip
 
     def _brpop_read(self, **options: Any) -> bool:

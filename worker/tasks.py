@@ -30,12 +30,14 @@ from worker.beat import FIRE_TASK
 from worker.broker import receipt_for
 from worker.delivery import WorkItem, deliver
 from worker.errors import DeliveryError
+from worker.heartbeat import HEARTBEAT
 from worker.logs import about_item, configure
 from worker.pump import Pump, deferral_pump
 from worker.reader import Progress, Reader, account_size_key
 from worker.retry import Attempts, Deferred
 from worker.runtime import Runtime, get_runtime, resilient_redis
 from worker.selector import build_selection
+from worker.sweeps import recovery_pumps
 from worker.webhook_pump import webhook_pump
 
 log = get_task_logger(__name__)
@@ -66,7 +68,7 @@ def _start_pumps(**_: Any) -> None:
     settings = _settings()
     client = resilient_redis(settings.redis_url)
     store = RedisReportStore(client, retention_seconds=settings.retention_seconds)
-    pumps = [deferral_pump(Deferrals(client, settings.queue))]
+    pumps = [*recovery_pumps(settings, store), deferral_pump(Deferrals(client, settings.queue))]
     if settings.webhook_secret:
         secret = settings.webhook_secret.get_secret_value()
         pumps.append(webhook_pump(store, secret, destinations(settings)))
@@ -85,7 +87,8 @@ def _start_pumps(**_: Any) -> None:
 @worker_shutdown.connect
 def _stop_pumps(**_: Any) -> None:
     for pump in _pumps:
-        pump.stop()
+        if pump.name != HEARTBEAT:  # beats until the process ends: its tasks are running
+            pump.stop()
 
 
 @app.task(name=UPDATE_TASK, ignore_result=True, acks_late=True, bind=True)

@@ -62,6 +62,11 @@ def _print_status(status: BatchStatus) -> None:
         out.print("  selecting a worker is listing the numbers that match")
     if status.halted_reason:
         out.print(f"  stopped   {printable(status.halted_reason)}")
+    if status.resumed:
+        out.print(
+            f"  resumed   by the workers, {status.resumed} time(s): it had stalled "
+            f"(last {iso_time(status.resumed_at)})"
+        )
 
 
 @app.command()

@@ -103,12 +103,14 @@ def new_batch(
     webhook_url: str | None = None,
     options: BatchOptions | None = None,
     selecting: bool = False,
+    queue: str = "",
 ) -> NewBatch:
     chosen = options or BatchOptions()
     return NewBatch(
         batch_id, name=name, source=source, total=total, parent_id=parent_id,
         webhook_url=webhook_url, mode=chosen.mode, force=chosen.force,
         read_first=chosen.read_first, rollback_of=chosen.rollback_of, selecting=selecting,
+        queue=queue,
     )  # fmt: skip
 
 
@@ -132,7 +134,10 @@ def submit_selection(
     """A batch whose numbers a worker finds by listing them (only workers hold the key)."""
     batch_id = new_batch_id()
     store.create_batch(
-        new_batch(batch_id, name, source, 0, None, webhook_url, options, selecting=True), []
+        new_batch(
+            batch_id, name, source, 0, None, webhook_url, options, selecting=True, queue=queue
+        ),
+        [],
     )
     message = task_message(
         task_name=SELECT_TASK,
@@ -205,7 +210,9 @@ def submit_batch(
     chosen = options or BatchOptions()
     try:
         store.create_batch(
-            new_batch(batch_id, name, source, len(items), parent_id, webhook_url, chosen),
+            new_batch(
+                batch_id, name, source, len(items), parent_id, webhook_url, chosen, queue=queue
+            ),
             seeds_of(items),
             live=False,
         )

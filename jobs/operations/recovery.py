@@ -116,10 +116,18 @@ def is_quiet(status: BatchStatus, now: float, quiet_after: float) -> bool:
     return status.counts.pending > 0 and now - last > quiet_after
 
 
-def is_stalled(client: redis.Redis, queue: str, status: BatchStatus, stale_after: float) -> bool:
-    """Pending items and no task that can still run: only `resume` moves it on."""
+def is_stalled(
+    client: redis.Redis,
+    queue: str,
+    status: BatchStatus,
+    stale_after: float,
+    quiet_after: float | None = None,
+) -> bool:
+    """Pending items and no task that can still run (looked for once the batch has been
+    quiet for `quiet_after`, `stale_after` unless given): only a resume moves it on."""
     seconds, micros = client.time()  # batch times come from the Redis server's clock
-    if not is_quiet(status, seconds + micros / 1e6, stale_after):
+    quiet = stale_after if quiet_after is None else quiet_after
+    if not is_quiet(status, seconds + micros / 1e6, quiet):
         return False
     found = census(client, queue, status.batch_id, stale_after)
     return not found.live and not found.reading

@@ -72,6 +72,7 @@ class NewBatch:
     read_first: bool = True  # GET each number first: skip no-ops, keep what was there
     rollback_of: str | None = None
     selecting: bool = False  # items come later, from a selector's listing
+    queue: str = ""  # the workers' queue its tasks go to: theirs to resume if it stalls
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,9 @@ class BatchStatus:
     read_first: bool = True
     rollback_of: str | None = None
     selecting: bool = False
+    queue: str = ""  # the workers' queue its tasks go to ('' before this was noted)
+    resumed: int = 0  # times the workers found it stalled and resumed it by themselves
+    resumed_at: float | None = None  # the last of those times
 
     @property
     def done(self) -> bool:
@@ -268,6 +272,7 @@ class Receipt:
     index_key: str
     entries_key: str
     tag: str
+    owners_key: str = ""  # who holds it (`jobs.queue.liveness`), if noted
     settled: bool = False
 
 

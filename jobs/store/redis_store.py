@@ -50,6 +50,9 @@ from jobs.store.interface import (
 )
 
 BATCHES_KEY = "phonebatch:batches"
+# Live batches not yet seen ended, for the workers' self-resume sweep to look at (it
+# forgets the ended ones): that sweep never walks every batch kept for the retention.
+UNFINISHED_KEY = "phonebatch:batches:unfinished"
 STAGING = "staging"  # a batch being written: no front end, worker or resume sees it
 STAGING_SECONDS = 3600  # a submitter that died mid-way leaves keys that expire by this
 WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
@@ -139,6 +142,9 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         read_first=data.get("read_first", "1") == "1",
         rollback_of=data.get("rollback_of") or None,
         selecting=data.get("selecting") in ("1", "2"),
+        queue=data.get("queue", ""),
+        resumed=int(data.get("resumed") or 0),
+        resumed_at=_float(data.get("resumed_at")),
     )
 
 
@@ -209,6 +215,7 @@ class RedisReportStore:
             "read_first": int(batch.read_first),
             "rollback_of": batch.rollback_of or "",
             "selecting": int(batch.selecting),
+            "queue": batch.queue,
         }
         meta.update({c: 0 for c in COUNTED if c != "pending"})
         bkey = batch_key(batch.batch_id)
@@ -217,11 +224,12 @@ class RedisReportStore:
         pipe.expire(bkey, ttl)
         if live:
             pipe.zadd(BATCHES_KEY, {batch.batch_id: time.time()})
+            pipe.zadd(UNFINISHED_KEY, {batch.batch_id: time.time()})
         pipe.execute()
         self._write_items(batch.batch_id, items, ttl)
 
     def go_live(self, batch_id: str) -> bool:
-        keys = [*_keys(batch_id), expect_key(batch_id), BATCHES_KEY]
+        keys = [*_keys(batch_id), expect_key(batch_id), BATCHES_KEY, UNFINISHED_KEY]
         return bool(self._go_live(keys=keys, args=[self._retention, batch_id, time.time()]) == 1)
 
     def discard(self, batch_id: str) -> None:
@@ -284,6 +292,8 @@ class RedisReportStore:
         ]  # fmt: skip
         if receipt is not None:
             keys += [receipt.index_key, receipt.entries_key]
+            if receipt.owners_key:
+                keys.append(receipt.owners_key)
             args.append(receipt.tag)
         result = self._record(keys=keys, args=args)
         if receipt is not None:
@@ -357,6 +367,21 @@ class RedisReportStore:
 
     def halt(self, batch_id: str, reason: str) -> None:
         self._redis.hsetnx(batch_key(batch_id), "halted_reason", reason)
+
+    def unfinished(self, limit: int = 1000) -> list[str]:
+        """Live batches, oldest first, not yet seen ended (`forget_finished`)."""
+        return [_text(i) for i in self._redis.zrange(UNFINISHED_KEY, 0, limit - 1)]
+
+    def forget_finished(self, batch_ids: list[str]) -> None:
+        if batch_ids:
+            self._redis.zrem(UNFINISHED_KEY, *batch_ids)
+
+    def note_resumed(self, batch_id: str) -> None:
+        """The workers resumed this stalled batch by themselves: its status says so."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hincrby(batch_key(batch_id), "resumed", 1)
+        pipe.hset(batch_key(batch_id), "resumed_at", f"{time.time():.6f}")
+        pipe.execute()
 
     def take_due_webhook(self) -> str | None:
         taken = self._redis.spop(WEBHOOKS_DUE_KEY)

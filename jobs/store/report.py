@@ -52,6 +52,8 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "force": status.force,
         "rollback_of": status.rollback_of,
         "selecting": status.selecting,
+        "resumed": status.resumed,  # times the workers resumed it by themselves
+        "resumed_at": iso_time(status.resumed_at),
     }
 
 

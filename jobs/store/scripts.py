@@ -26,9 +26,9 @@ end
 """
 
 # KEYS: B, I, C, D, due webhooks set, and with a broker receipt kombu's unacked index
-# (sorted set) and unacked hash. ARGV: 1 item index, 2 new status, 3 item record (JSON),
-# 4 retention (s), 5 the body to keep from now on ('' to keep it as it is: a sent item's
-# secrets go), 6 batch id, 7 the receipt's delivery tag (optional).
+# (sorted set), unacked hash and (if noted) the holders hash. ARGV: 1 item index, 2 new
+# status, 3 item record (JSON), 4 retention (s), 5 the body to keep from now on ('' to
+# keep it as it is: a sent item's secrets go), 6 batch id, 7 the receipt's delivery tag (optional).
 # Returns 1 when the item moved out of `pending`, 0 when it already had an outcome,
 # -1 when there is no such item. The receipt goes in every case: the task is done with
 # its message (kombu's ack does the same ZREM and HDEL).
@@ -38,6 +38,7 @@ RECORD_OUTCOME = (
 if ARGV[7] then
   redis.call('ZREM', KEYS[6], ARGV[7])
   redis.call('HDEL', KEYS[7], ARGV[7])
+  if KEYS[8] then redis.call('HDEL', KEYS[8], ARGV[7]) end
 end
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if not current then return -1 end
@@ -266,14 +267,16 @@ redis.call('HSET', KEYS[1], 'selecting', '2')
 return 1
 """
 
-# KEYS: B, I, C, D, E (expectations), the batches index. ARGV: 1 retention (s), 2 batch id,
-# 3 the time now. A staged batch (all its items written) goes live in one step: listed,
-# queued, and kept for the retention instead of the staging TTL; O(1) whatever its size.
+# KEYS: B, I, C, D, E (expectations), the batches index, the unfinished index. ARGV:
+# 1 retention (s), 2 batch id, 3 the time now. A staged batch (all its items written)
+# goes live in one step: listed, queued, and kept for the retention instead of the
+# staging TTL; O(1) whatever its size.
 # Returns 1, or 0 if it was not staged (gone, or live already).
 GO_LIVE = """
 if redis.call('HGET', KEYS[1], 'state') ~= 'staging' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'queued')
 for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[1]) end
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[7], ARGV[3], ARGV[2])
 return 1
 """

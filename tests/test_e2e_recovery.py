@@ -1,0 +1,94 @@
+"""Nothing needs a human: a killed worker's tasks come back in seconds (heartbeats), and a
+batch whose tasks were lost resumes by itself; real workers, Redis and the simulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+
+from jobs.store.interface import BatchState, ItemStatus, iter_items
+from jobs.store.redis_store import RedisReportStore
+from simulator.state import generate_numbers
+from tests.conftest import StartWorkers
+from tests.helpers import Simulator, submit_rows, wait_for_batch
+
+pytestmark = pytest.mark.e2e
+
+HEADER = "id,provider,assistantId"
+
+
+def _rows(numbers: list[dict[str, object]], assistant: str) -> list[str]:
+    return [f"{n['id']},{n['provider']},{assistant}" for n in numbers]
+
+
+def _wait_until_done(store: RedisReportStore, batch_id: str, done: int) -> None:
+    deadline = time.monotonic() + 60
+    while (
+        status := store.status(batch_id)
+    ) is None or status.counts.total - status.counts.pending < done:
+        assert time.monotonic() < deadline, "the batch made no progress"
+        time.sleep(0.02)
+
+
+@pytest.mark.timeout(180)
+def test_a_killed_worker_hosts_tasks_come_back_within_seconds_not_the_visibility_timeout(
+    redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers
+) -> None:
+    numbers = generate_numbers(600, seed=51)
+    simulator.reset(numbers)
+    simulator.set_faults(latency_ms=20)
+    # Two worker hosts at the default visibility timeout (300 s) and heartbeat (5 s).
+    queue, workers = start_workers(count=2, concurrency=8, PHONEBATCH_RATE_LIMIT="40")
+    store, batch_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_beat"))
+
+    _wait_until_done(store, batch_id, 180)  # 30%
+    os.killpg(workers[0].process.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    workers[0].process.wait(timeout=10)
+    held = redis_client.hlen("unacked")
+
+    final = wait_for_batch(store, batch_id, [workers[1]], timeout=120)
+    took = time.monotonic() - killed_at
+
+    assert held > 0, "the killed worker held no task: the test shows nothing"
+    assert took < 45, f"the batch took {took:.0f} s after the kill"
+    assert final.state is BatchState.COMPLETED
+    assert final.counts.as_dict() == {
+        "total": 600, "pending": 0, "succeeded": 600, "failed": 0, "skipped": 0, "cancelled": 0,
+    }  # fmt: skip
+    assert {r.status for r in iter_items(store, batch_id, 600)} == {ItemStatus.SUCCEEDED}
+    state = simulator.numbers()
+    assert all(state[str(n["id"])]["assistantId"] == "asst_beat" for n in numbers)
+    assert "put back on the queue" in workers[1].log.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_batch_whose_queued_tasks_were_lost_resumes_by_itself(
+    redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers
+) -> None:
+    numbers = generate_numbers(300, seed=52)
+    simulator.reset(numbers)
+    queue, workers = start_workers(
+        count=1, concurrency=4, PHONEBATCH_RATE_LIMIT="40", PHONEBATCH_SELF_RESUME_AFTER="3"
+    )
+    store, batch_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_lost"))
+    _wait_until_done(store, batch_id, 50)
+
+    lost = redis_client.llen(queue)
+    redis_client.delete(queue)  # every queued task gone; the batch's records stay
+
+    final = wait_for_batch(store, batch_id, workers, timeout=90)
+
+    assert lost > 100, "too few tasks were queued to lose: the test shows nothing"
+    assert final.state is BatchState.COMPLETED
+    assert final.counts.as_dict() == {
+        "total": 300, "pending": 0, "succeeded": 300, "failed": 0, "skipped": 0, "cancelled": 0,
+    }  # fmt: skip
+    assert final.resumed >= 1 and final.resumed_at is not None  # and the status says so
+    state = simulator.numbers()
+    assert all(state[str(n["id"])]["assistantId"] == "asst_lost" for n in numbers)
+    assert "had stalled" in workers[0].log.read_text()

@@ -1,0 +1,61 @@
+"""The workers' self-resume sweep against a real Redis: a stalled batch of their queue is
+resumed once and says so; a paused one, one of another queue and one with tasks are not."""
+
+from __future__ import annotations
+
+import redis
+
+from jobs.batch.validation import BatchItem
+from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.operations.self_resume import resume_stalled
+from jobs.queue.keys import deferred_key
+from jobs.store.redis_store import UNFINISHED_KEY, RedisReportStore
+
+QUEUE = "q-self"
+
+
+def _stalled(
+    client: redis.Redis, queue: str = QUEUE, count: int = 3
+) -> tuple[RedisReportStore, str]:
+    """A live batch whose queued tasks are gone (sent without a read: one task per item)."""
+    store = RedisReportStore(client, retention_seconds=600)
+    items = [BatchItem(row=i + 2, number_id=f"n{i}", body='{"name":"x"}') for i in range(count)]
+    batch_id = submit_batch(
+        items, store=store, broker=client, queue=queue, name="t", source="cli",
+        options=BatchOptions(read_first=False),
+    )  # fmt: skip
+    client.delete(queue, deferred_key(queue))
+    return store, batch_id
+
+
+def _sweep(store: RedisReportStore, queue: str = QUEUE) -> list[str]:
+    done = resume_stalled(store, queue, quiet_after=0, stale_after=30, hold=5)
+    return [one.batch_id for one in done]
+
+
+def test_a_stalled_batch_is_resumed_once_and_says_so(redis_client: redis.Redis) -> None:
+    store, batch_id = _stalled(redis_client)
+
+    assert _sweep(store) == [batch_id]
+    assert redis_client.llen(QUEUE) == 3  # one task per pending item
+    assert _sweep(store) == []  # its tasks are queued now: not stalled
+    status = store.status(batch_id)
+    assert status is not None and status.resumed == 1 and status.resumed_at is not None
+
+
+def test_paused_batches_and_other_queues_are_left_alone(redis_client: redis.Redis) -> None:
+    store, paused = _stalled(redis_client)
+    store.pause(paused)
+    _, theirs = _stalled(redis_client, queue="q-other")
+
+    assert _sweep(store) == []
+    assert redis_client.llen(QUEUE) == 0 and redis_client.llen("q-other") == 0
+    assert _sweep(store, "q-other") == [theirs]
+
+
+def test_ended_batches_leave_the_index_the_sweep_walks(redis_client: redis.Redis) -> None:
+    store, batch_id = _stalled(redis_client)
+    store.cancel(batch_id)
+
+    assert _sweep(store) == []
+    assert redis_client.zscore(UNFINISHED_KEY, batch_id) is None

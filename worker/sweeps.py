@@ -1,0 +1,78 @@
+"""The sweeps every worker runs so that nothing waits for a human: dead processes'
+messages back to the queue (`jobs.operations.reaping`), stalled batches resumed
+(`jobs.operations.self_resume`). Each runs in a daemon thread, one worker at a time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+import redis
+
+from config import Settings
+from jobs.operations.reaping import reap
+from jobs.operations.self_resume import resume_stalled
+from jobs.queue.liveness import MISSED_BEATS
+from jobs.store.redis_store import RedisReportStore
+from worker.heartbeat import heartbeat_pump
+from worker.pump import Pump
+
+log = logging.getLogger(__name__)
+
+
+def reaper_pump(client: redis.Redis, interval: float, queues: Collection[str]) -> Pump:
+    """Every `interval` seconds, puts the messages of processes silent for `MISSED_BEATS`
+    beats back on their queue."""
+    lapse = interval * MISSED_BEATS
+
+    def tick() -> None:
+        try:
+            reaped = reap(client, lapse, queues)
+        except redis.RedisError as exc:
+            log.warning("could not look for dead workers: %s", exc)
+            return
+        if reaped.dead:
+            log.warning(
+                "worker process(es) %s silent for %.0f s: %d task(s) put back on the queue",
+                ", ".join(reaped.dead), lapse, reaped.restored,
+            )  # fmt: skip
+
+    return Pump("phonebatch-reaper", tick, interval)
+
+
+def self_resume_pump(
+    store: RedisReportStore, queue: str, *, quiet_after: float, stale_after: float
+) -> Pump:
+    """Every few seconds, resumes the batches of `queue` quiet for `quiet_after` seconds
+    with no task left anywhere."""
+    interval = max(1.0, min(10.0, quiet_after / 4))
+
+    def tick() -> None:
+        try:
+            done = resume_stalled(
+                store, queue, quiet_after=quiet_after, stale_after=stale_after, hold=60
+            )
+        except redis.RedisError as exc:
+            log.warning("could not look for stalled batches: %s", exc)
+            return
+        for one in done:
+            log.warning(
+                "batch %s had stalled (%d items pending, no task left for them): resumed, "
+                "%d task(s) put back, %d item(s) queued again",
+                one.batch_id, one.pending, one.resumed.restored, one.resumed.reenqueued,
+            )  # fmt: skip
+
+    return Pump("phonebatch-self-resume", tick, interval)
+
+
+def recovery_pumps(settings: Settings, store: RedisReportStore) -> list[Pump]:
+    """This process's heartbeat, and the sweeps that look after the others."""
+    interval = settings.heartbeat_interval
+    pumps = [
+        heartbeat_pump(store.client, interval),
+        reaper_pump(store.client, interval, [settings.queue]),
+    ]
+    if settings.self_resume_after:
+        quiet, stale = settings.self_resume_after, settings.claim_lease
+        pumps.append(self_resume_pump(store, settings.queue, quiet_after=quiet, stale_after=stale))
+    return pumps

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ROUNDS ?= 3
 
-.PHONY: demo test lint types unit venv bench compat fuzz wheel-check clean
+.PHONY: demo test lint types unit venv bench compat fuzz soak wheel-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.enqueue
 	$(BIN)/python -m bench.reports
 	$(BIN)/python -m bench.hostile
+
+# A 100,000-number batch while a worker process is SIGKILLed every 30 s and Redis restarts
+# once: counts, worker memory over time, Redis memory per item (about 5 minutes).
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --numbers $${SOAK_NUMBERS:-100000}
 
 # The built wheel, installed (not editable) in a fresh venv, runs a small batch; CI runs it.
 wheel-check:

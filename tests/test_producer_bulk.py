@@ -199,7 +199,7 @@ def test_every_item_becomes_one_task_in_order(redis_client: redis.Redis) -> None
         m["properties"]["delivery_tag"] for m in messages
     ]
     assert len(set(ids)) == 5000  # every task and delivery has its own id
-    assert all(m["headers"]["id"] == m["properties"]["correlation_id"] for m in messages)
+    assert all(m["headers"]["id"] == m["headers"]["root_id"] for m in messages)
 
 
 def test_resumed_items_keep_their_own_indexes(redis_client: redis.Redis) -> None:

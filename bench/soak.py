@@ -66,6 +66,12 @@ class Soak:
     kills: int = 0
     restarts: int = 0
     samples: list[Sample] = field(default_factory=list)
+    baseline: int = 0  # Redis's used memory before the batch
+
+    def kept_per_item(self, items: int) -> float:
+        """Redis bytes per item once the batch ended: its report, kept for the retention."""
+        used = int(redis.Redis.from_url(self.url).info("memory")["used_memory"])
+        return (used - self.baseline) / items
 
     @property
     def url(self) -> str:
@@ -177,6 +183,7 @@ def _kind(key: str) -> str:
 def run(soak: Soak, numbers: Sequence[dict[str, Any]], args: argparse.Namespace) -> BatchStatus:
     client = redis.Redis.from_url(soak.url)
     store = RedisReportStore(client, retention_seconds=7200)
+    soak.baseline = int(client.info("memory")["used_memory"])
     batch_id = submit(client, numbers, read_first=False)
     start_workers(soak, args.processes, args.concurrency)
     began = next_kill = time.monotonic()
@@ -234,6 +241,7 @@ def report(soak: Soak, final: BatchStatus, took: float, memory: dict[str, float]
     print("\nRedis bytes per item (submitted, no worker running):")
     for label, value in memory.items():
         print(f"  {label:<34} {value:8.0f}")
+    print(f"  {'ended: the report, kept':<34} {soak.kept_per_item(n):8.0f}")
     print("\nworker RSS over time (MB: sum, biggest process), every ~10% of the run:")
     step = max(1, len(soak.samples) // 10)
     for sample in soak.samples[::step] + soak.samples[-1:]:

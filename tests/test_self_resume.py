@@ -3,11 +3,13 @@ resumed once and says so; a paused one, one of another queue and one with tasks 
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from jobs.batch.validation import BatchItem
 from jobs.operations.producer import BatchOptions, submit_batch
-from jobs.operations.self_resume import resume_stalled
+from jobs.operations.self_resume import SelfResumed, resume_stalled
 from jobs.queue.keys import deferred_key
 from jobs.store.redis_store import UNFINISHED_KEY, RedisReportStore
 
@@ -59,3 +61,27 @@ def test_ended_batches_leave_the_index_the_sweep_walks(redis_client: redis.Redis
 
     assert _sweep(store) == []
     assert redis_client.zscore(UNFINISHED_KEY, batch_id) is None
+
+
+def test_a_quiet_batch_with_tasks_waiting_is_not_looked_at_every_sweep(
+    redis_client: redis.Redis,
+) -> None:
+    store = RedisReportStore(redis_client, retention_seconds=600)
+    items = [BatchItem(row=2, number_id="n0", body='{"name":"x"}')]
+    batch_id = submit_batch(
+        items, store=store, broker=redis_client, queue=QUEUE, name="t", source="cli",
+        options=BatchOptions(read_first=False),
+    )  # fmt: skip
+    time.sleep(0.6)  # quiet for longer than the sweep's 0.5 s
+    looked: dict[str, float] = {}
+
+    def sweep() -> list[SelfResumed]:
+        return resume_stalled(
+            store, QUEUE, quiet_after=0.5, stale_after=30, hold=5, looked=looked
+        )  # its task is queued: not stalled, and noted as looked at
+
+    assert sweep() == [] and batch_id in looked
+    redis_client.delete(QUEUE)
+    assert sweep() == []  # looked at 0.5 s ago at most: not again yet
+    time.sleep(0.6)
+    assert [one.batch_id for one in sweep()] == [batch_id]

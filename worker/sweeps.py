@@ -31,11 +31,13 @@ def reaper_pump(client: redis.Redis, interval: float, queues: Collection[str]) -
         except redis.RedisError as exc:
             log.warning("could not look for dead workers: %s", exc)
             return
-        if reaped.dead:
+        if reaped.restored:
             log.warning(
                 "worker process(es) %s silent for %.0f s: %d task(s) put back on the queue",
                 ", ".join(reaped.dead), lapse, reaped.restored,
             )  # fmt: skip
+        elif reaped.dead:  # stopped (a deploy), or died holding nothing
+            log.info("worker process(es) %s gone", ", ".join(reaped.dead))
 
     return Pump("phonebatch-reaper", tick, interval)
 
@@ -46,12 +48,14 @@ def self_resume_pump(
     """Every few seconds, resumes the batches of `queue` quiet for `quiet_after` seconds
     with no task left anywhere."""
     interval = max(1.0, min(10.0, quiet_after / 4))
+    looked: dict[str, float] = {}
 
     def tick() -> None:
         try:
             done = resume_stalled(
-                store, queue, quiet_after=quiet_after, stale_after=stale_after, hold=60
-            )
+                store, queue, quiet_after=quiet_after, stale_after=stale_after, hold=60,
+                looked=looked,
+            )  # fmt: skip
         except redis.RedisError as exc:
             log.warning("could not look for stalled batches: %s", exc)
             return

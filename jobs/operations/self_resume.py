@@ -11,11 +11,14 @@ never looked at; nor is a batch of another queue (its workers look after it).
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
-from jobs.operations.recovery import Resumed, is_stalled, resume
-from jobs.store.interface import BatchState
+import redis
+
+from jobs.operations.recovery import Resumed, is_quiet, is_stalled, resume
+from jobs.store.interface import BatchState, BatchStatus
 from jobs.store.redis_store import RedisReportStore
 
 LOCK_KEY = "phonebatch:self-resume"
@@ -31,9 +34,18 @@ class SelfResumed:
 
 
 def resume_stalled(
-    store: RedisReportStore, queue: str, *, quiet_after: float, stale_after: float, hold: float
+    store: RedisReportStore,
+    queue: str,
+    *,
+    quiet_after: float,
+    stale_after: float,
+    hold: float,
+    looked: dict[str, float] | None = None,
 ) -> list[SelfResumed]:
-    """One sweep over the live batches of `queue`; `hold` bounds the lock (s)."""
+    """One sweep over the live batches of `queue`; `hold` bounds the lock (s). `looked`
+    (batch id -> when its tasks were last looked for and found, kept by the caller) spares
+    a quiet batch that has tasks waiting (a long hand-back) a look at the whole queue on
+    every sweep: it is looked at again once it has been quiet that long since."""
     client = store.client
     token = uuid.uuid4().hex
     if not client.set(LOCK_KEY, token, nx=True, px=int(hold * 1000)):
@@ -48,14 +60,26 @@ def resume_stalled(
                 continue
             if status.queue != queue or status.state is BatchState.PAUSED or status.selecting:
                 continue
+            if looked is not None and time.monotonic() - looked.get(batch_id, -1e9) < quiet_after:
+                continue
             if not is_stalled(client, queue, status, stale_after, quiet_after):
+                if looked is not None and is_quiet_now(client, status, quiet_after):
+                    looked[batch_id] = time.monotonic()
                 continue
             resumed = resume(store, client, queue, batch_id, stale_after)
             if resumed.restored or resumed.reenqueued:
                 store.note_resumed(batch_id)
                 done.append(SelfResumed(batch_id, status.counts.pending, resumed))
         store.forget_finished(finished)
+        for batch_id in finished:
+            if looked is not None:
+                looked.pop(batch_id, None)
         return done
     finally:
         if client.get(LOCK_KEY) == token.encode():
             client.delete(LOCK_KEY)
+
+
+def is_quiet_now(client: redis.Redis, status: BatchStatus, quiet_after: float) -> bool:
+    seconds, micros = client.time()  # batch times come from the Redis server's clock
+    return is_quiet(status, seconds + micros / 1e6, quiet_after)

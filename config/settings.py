@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(
         default=5.0, gt=0, le=60,
         description="a worker process beats this often; three beats missed and any other "
-        "worker puts the tasks it held back on the queue",
+        "worker puts the tasks it held back on the queue, and the webhooks it was "
+        "delivering back in the outbox",
     )  # fmt: skip
     self_resume_after: float = Field(
         default=60.0, ge=0,

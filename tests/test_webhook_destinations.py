@@ -74,7 +74,7 @@ def test_a_name_that_resolves_inside_is_refused_right_before_connecting(
 
     client = httpx.Client(transport=httpx.MockTransport(answer))
     with pytest.raises(WebhookFailed) as refused:
-        post_once(client, "https://hooks.example.com/h", b"{}", "s", STRICT)
+        post_once(client, "https://hooks.example.com/h", b"{}", "s", STRICT, delivery="d")
     assert not refused.value.retryable and "not allowed" in str(refused.value)
     assert sent == []
 
@@ -90,7 +90,7 @@ def test_the_request_goes_to_the_checked_address_with_the_name_for_tls(
         return httpx.Response(204)
 
     client = httpx.Client(transport=httpx.MockTransport(answer))
-    post_once(client, "https://u:p@hooks.example.com:8443/h?x=1", b"{}", "s", STRICT)
+    post_once(client, "https://u:p@hooks.example.com:8443/h?x=1", b"{}", "s", STRICT, delivery="d")
 
     (request,) = sent
     assert str(request.url) == "https://93.184.216.34:8443/h?x=1"
@@ -107,7 +107,7 @@ def test_delivery_errors_are_told_in_generic_words(monkeypatch: pytest.MonkeyPat
 
     client = httpx.Client(transport=httpx.MockTransport(refuse))
     with pytest.raises(WebhookFailed) as failed:
-        post_once(client, "https://hooks.example.com/h", b"{}", "s", STRICT)
+        post_once(client, "https://hooks.example.com/h", b"{}", "s", STRICT, delivery="d")
     assert str(failed.value) == "no answer from the receiver"
 
 
@@ -126,14 +126,14 @@ class _Store:
         self.recorded: dict[str, float] = {}
         self.lock = threading.Lock()
 
-    def take_due_webhook(self) -> str | None:
+    def take_due_webhook(self, owner: str) -> str | None:
         with self.lock:
             return self.due.pop(0) if self.due else None
 
     def status(self, batch_id: str) -> Any:
         return self.statuses[batch_id]
 
-    def record_webhook(self, batch_id: str, *_: Any) -> None:
+    def record_webhook(self, batch_id: str, *_: Any, **__: Any) -> None:
         self.recorded[batch_id] = time.monotonic()
 
 

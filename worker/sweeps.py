@@ -1,6 +1,7 @@
 """The sweeps every worker runs so that nothing waits for a human: dead processes'
-messages back to the queue (`jobs.operations.reaping`), stalled batches resumed
-(`jobs.operations.self_resume`). Each runs in a daemon thread, one worker at a time."""
+messages back to the queue (`jobs.operations.reaping`) and the webhooks they were
+delivering back to the outbox, stalled batches resumed (`jobs.operations.self_resume`).
+Each runs in a daemon thread."""
 
 from __future__ import annotations
 
@@ -42,6 +43,29 @@ def reaper_pump(client: redis.Redis, interval: float, queues: Collection[str]) -
     return Pump("phonebatch-reaper", tick, interval)
 
 
+def webhook_sweep_pump(store: RedisReportStore, interval: float) -> Pump:
+    """Every `interval` seconds, puts the webhooks that processes silent for `MISSED_BEATS`
+    beats were delivering back in the outbox, for any worker to deliver. Every worker
+    sweeps, with or without the webhook secret: a webhook goes back once however many do
+    (one script), and only workers with the secret take it."""
+    lapse = interval * MISSED_BEATS
+
+    def tick() -> None:
+        try:
+            back = store.return_lapsed_webhooks(lapse)
+        except redis.RedisError as exc:
+            log.warning("could not look for webhooks of dead workers: %s", exc)
+            return
+        if back:
+            log.warning(
+                "webhook(s) of batch(es) %s were being delivered by a worker process silent "
+                "for %.0f s: back in the outbox, to be delivered again",
+                ", ".join(back), lapse,
+            )  # fmt: skip
+
+    return Pump("phonebatch-webhook-sweep", tick, interval)
+
+
 def self_resume_pump(
     store: RedisReportStore, queue: str, *, quiet_after: float, stale_after: float
 ) -> Pump:
@@ -75,6 +99,7 @@ def recovery_pumps(settings: Settings, store: RedisReportStore) -> list[Pump]:
     pumps = [
         heartbeat_pump(store.client, interval),
         reaper_pump(store.client, interval, [settings.queue]),
+        webhook_sweep_pump(store, interval),
     ]
     if settings.self_resume_after:
         quiet, stale = settings.self_resume_after, settings.claim_lease

@@ -1,5 +1,13 @@
 """Send completion webhooks: a daemon thread in each worker takes batches that ended.
 
+A batch's end puts its webhook in the outbox (the due set) in the same step that completes
+it. A worker takes it from there into the deliveries in flight, noted as its process's
+(`worker.heartbeat.process_id`), and records the outcome and takes it out of flight in one
+step. If the worker dies in between, its heartbeat lapses and any live worker's sweep
+(`worker.sweeps`) puts the webhook back in the outbox, once, for another worker to deliver:
+at least once. Every delivery of a batch's webhook carries the same `X-Phonebatch-Delivery`
+id (`jobs.operations.webhooks.delivery_id`), so a receiver drops the second.
+
 Each delivery is retried with backoff (connection problems, 429, 5xx); its outcome goes
 into the batch's status, in generic words (whether a port refused or dropped the
 connection is nobody's business: that is a port scanner). Deliveries run side by side
@@ -7,8 +15,7 @@ connection is nobody's business: that is a port scanner). Deliveries run side by
 receiver's name is resolved and every address it has is held to the destination rules
 (`jobs.operations.destinations`); the request then goes to a checked address (with the
 name for TLS and `Host`), so a name that resolves elsewhere by then reaches nothing
-internal. A worker that dies in the middle of a delivery loses it (at most once): the
-batch's status then stays `pending`.
+internal.
 """
 
 from __future__ import annotations
@@ -18,15 +25,25 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+import redis
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from jobs.operations.destinations import Destinations, literal_address
-from jobs.operations.webhooks import headers, payload
+from jobs.operations.webhooks import delivery_id, headers, payload
 from jobs.store.interface import ReportStore
 from jobs.store.report import status_dict
+from worker.heartbeat import process_id
 from worker.pump import Pump
 
 log = logging.getLogger(__name__)
@@ -42,6 +59,7 @@ class WebhookFailed(Exception):
 
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 PARALLEL = 4  # deliveries at once per worker process
+REDIS_PATIENCE = 300.0  # seconds a delivery waits for Redis to answer again
 
 
 def _resolved(host: str, port: int, rules: Destinations) -> str:
@@ -63,12 +81,13 @@ def _resolved(host: str, port: int, rules: Destinations) -> str:
 
 
 def post_once(
-    client: httpx.Client, url: str, body: bytes, secret: str, rules: Destinations
-) -> None:
+    client: httpx.Client, url: str, body: bytes, secret: str, rules: Destinations, *,
+    delivery: str,
+) -> None:  # fmt: skip
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    request_headers = headers(secret, int(time.time()), body)
+    request_headers = headers(secret, int(time.time()), body, delivery)
     target, extensions = url, {}
     if host.lower() not in rules.hosts:
         address = _resolved(host, port, rules)
@@ -100,15 +119,20 @@ def send(
     secret: str | None,
     *,
     rules: Destinations,
+    owner: str,
     attempts: int = 5,
 ) -> None:
+    """Deliver one batch's webhook, taken as `owner`'s, and record how it went."""
     status = store.status(batch_id)
     if status is None or status.webhook is None:
+        store.record_webhook(batch_id, "failed", 0, "the batch is gone", owner=owner)
         return
     if not secret:
-        store.record_webhook(batch_id, "failed", 0, "PHONEBATCH_WEBHOOK_SECRET is not set")
+        error = "PHONEBATCH_WEBHOOK_SECRET is not set"
+        store.record_webhook(batch_id, "failed", 0, error, owner=owner)
         return
     body = payload(status_dict(status))
+    delivery = delivery_id(batch_id)
     tries = 0
     retrying = Retrying(
         retry=retry_if_exception(lambda e: isinstance(e, WebhookFailed) and e.retryable),
@@ -120,12 +144,37 @@ def send(
         for attempt in retrying:
             with attempt:
                 tries += 1
-                post_once(client, status.webhook.url, body, secret, rules)
+                post_once(client, status.webhook.url, body, secret, rules, delivery=delivery)
     except WebhookFailed as exc:
         log.warning("webhook for batch %s failed: %s", batch_id, exc)
-        store.record_webhook(batch_id, "failed", tries, str(exc))
+        store.record_webhook(batch_id, "failed", tries, str(exc), owner=owner)
         return
-    store.record_webhook(batch_id, "delivered", tries, None)
+    store.record_webhook(batch_id, "delivered", tries, None, owner=owner)
+
+
+def _sending(
+    store: ReportStore, client: httpx.Client, secret: str, rules: Destinations, owner: str
+) -> Callable[[str], None]:
+    """One delivery, with retry state of its own, tried again while Redis is away (it
+    posts again if only the record failed: the same delivery id, for the receiver to
+    drop). Any other error leaves the webhook in flight: it goes back to the outbox when
+    this process ends."""
+    retrying = Retrying(
+        retry=retry_if_exception_type(redis.RedisError),
+        wait=wait_random_exponential(multiplier=0.5, max=10),
+        stop=stop_after_delay(REDIS_PATIENCE),
+        reraise=True,
+    )
+
+    def deliver(batch_id: str) -> None:
+        try:
+            for attempt in retrying:
+                with attempt:
+                    send(store, client, batch_id, secret, rules=rules, owner=owner)
+        except Exception:  # the pool keeps going; the batch's status says delivering
+            log.exception("webhook for batch %s", batch_id)
+
+    return deliver
 
 
 def webhook_pump(
@@ -137,25 +186,27 @@ def webhook_pump(
 ) -> Pump:
     """Sends the webhooks of batches that ended, in workers that hold the secret: up to
     `PARALLEL` at once, each in a daemon thread of its own (like the pump: a worker that
-    stops does not wait for a slow receiver; the delivery is lost, at most once)."""
+    stops does not wait for a slow receiver; the webhooks it was delivering go back to the
+    outbox once its heartbeat lapses)."""
     client = client or httpx.Client(timeout=TIMEOUT)
     free = threading.Semaphore(PARALLEL)
 
-    def deliver(batch_id: str) -> None:
+    def run(deliver: Callable[[str], None], batch_id: str) -> None:
         try:
-            send(store, client, batch_id, secret, rules=rules)
-        except Exception:  # the pool keeps going; the batch's status says pending
-            log.exception("webhook for batch %s", batch_id)
+            deliver(batch_id)
         finally:
             free.release()
 
     def tick() -> None:
+        owner = process_id()  # asked each time: a forked child is another process
         while free.acquire(blocking=False):
-            batch_id = store.take_due_webhook()
+            batch_id = store.take_due_webhook(owner)
             if batch_id is None:
                 free.release()
                 return
+            deliver = _sending(store, client, secret, rules, owner)
             name = f"phonebatch-webhook-{batch_id}"
-            threading.Thread(target=deliver, args=(batch_id,), name=name, daemon=True).start()
+            thread = threading.Thread(target=run, args=(deliver, batch_id), name=name, daemon=True)
+            thread.start()
 
     return Pump("phonebatch-webhooks", tick, interval)

@@ -118,7 +118,9 @@ class WebhookState:
     """Where the batch's summary goes when it ends, and how that went."""
 
     url: str
-    status: str = "waiting"  # waiting -> pending -> delivered | failed
+    # waiting -> pending (in the outbox) -> delivering -> delivered | failed; back to
+    # pending when its deliverer died (another worker delivers it: at least once)
+    status: str = "waiting"
     attempts: int = 0
     error: str | None = None
 
@@ -381,13 +383,19 @@ class ReportStore(Protocol):
         """A selector batch's items, found by its listing: all at once, then it runs."""
         ...
 
-    def take_due_webhook(self) -> str | None:
-        """A batch that ended and has a webhook to send, taken by one sender only."""
+    def take_due_webhook(self, owner: str) -> str | None:
+        """A batch that ended and has a webhook to send, taken by one sender only: from
+        the outbox to the deliveries in flight, noted as `owner`'s (a worker process), in
+        one step. If `owner` dies before `record_webhook`, the webhook goes back to the
+        outbox (the Redis store's `return_lapsed_webhooks`)."""
         ...
 
     def record_webhook(
-        self, batch_id: str, status: str, attempts: int, error: str | None
-    ) -> None: ...
+        self, batch_id: str, status: str, attempts: int, error: str | None, *, owner: str
+    ) -> None:
+        """A delivery's outcome (`delivered` or `failed`), and `owner`'s delivery in flight
+        gone, in one step. A `failed` never overwrites a `delivered`."""
+        ...
 
     def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
         """Items `start` .. `start + limit - 1`, in the batch's order."""

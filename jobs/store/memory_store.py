@@ -48,6 +48,7 @@ class MemoryReportStore:
         self._batches: dict[str, _Batch] = {}
         self._staged: dict[str, _Batch] = {}  # written, not live yet
         self._webhooks_due: list[str] = []
+        self._webhooks_delivering: dict[str, str] = {}  # batch id -> owner
         self._queues: dict[str, list[str]] = {}  # as a Redis list: LPUSH adds at index 0
 
     def queued(self, queue: str) -> list[str]:
@@ -263,18 +264,34 @@ class MemoryReportStore:
             if entry and entry.status.halted_reason is None:
                 entry.status = replace(entry.status, halted_reason=reason)
 
-    def take_due_webhook(self) -> str | None:
+    def take_due_webhook(self, owner: str) -> str | None:
         with self._lock:
-            return self._webhooks_due.pop(0) if self._webhooks_due else None
+            while self._webhooks_due:
+                batch_id = self._webhooks_due.pop(0)
+                entry = self._batches.get(batch_id)
+                webhook = entry.status.webhook if entry else None
+                if entry and webhook and webhook.status == "pending":
+                    self._webhooks_delivering[batch_id] = owner
+                    delivering = replace(webhook, status="delivering")
+                    entry.status = replace(entry.status, webhook=delivering)
+                    return batch_id
+            return None
 
-    def record_webhook(self, batch_id: str, status: str, attempts: int, error: str | None) -> None:
+    def record_webhook(
+        self, batch_id: str, status: str, attempts: int, error: str | None, *, owner: str
+    ) -> None:
         with self._lock:
+            if self._webhooks_delivering.get(batch_id) == owner:
+                del self._webhooks_delivering[batch_id]
+            if batch_id in self._webhooks_due:
+                self._webhooks_due.remove(batch_id)
             entry = self._batches.get(batch_id)
-            if entry and entry.status.webhook:
-                webhook = replace(
-                    entry.status.webhook, status=status, attempts=attempts, error=error
-                )
-                entry.status = replace(entry.status, webhook=webhook)
+            webhook = entry.status.webhook if entry else None
+            if entry is None or webhook is None:
+                return
+            if webhook.status != "delivered" or status == "delivered":
+                outcome = replace(webhook, status=status, attempts=attempts, error=error)
+                entry.status = replace(entry.status, webhook=outcome)
 
     def _ended(self, entry: _Batch) -> None:
         webhook = entry.status.webhook

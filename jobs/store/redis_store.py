@@ -3,6 +3,8 @@
 Keys (the `{id}` hash tag keeps a batch's keys in one slot of a Redis Cluster):
 
 - `phonebatch:batches`         sorted set: batch id -> created_at, for `list`
+- `phonebatch:webhooks:due`    set: batches whose webhook is to be delivered (the outbox)
+- `phonebatch:webhooks:delivering`  hash: batch id -> the worker process delivering it
 - `phonebatch:{id}:batch`      hash: name, source, state, times, counters
 - `phonebatch:{id}:items`      hash: item index -> item record (JSON)
 - `phonebatch:{id}:claims`     hash: item index -> lease expiry of the run sending it
@@ -30,6 +32,7 @@ from redis.typing import EncodableT, FieldT
 
 from jobs.queue import resp
 from jobs.queue.bulk import BulkWriter
+from jobs.queue.liveness import HEARTBEATS_KEY
 from jobs.store import scripts
 from jobs.store.interface import (
     COUNTED,
@@ -56,6 +59,7 @@ UNFINISHED_KEY = "phonebatch:batches:unfinished"
 STAGING = "staging"  # a batch being written: no front end, worker or resume sees it
 STAGING_SECONDS = 3600  # a submitter that died mid-way leaves keys that expire by this
 WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
+WEBHOOKS_DELIVERING_KEY = "phonebatch:webhooks:delivering"
 _CHUNK = 2000
 
 
@@ -81,6 +85,13 @@ def parked_key(batch_id: str) -> str:
 
 def expect_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:expect"
+
+
+def _batch_key_parts() -> list[str]:
+    """What comes before and after a batch id in its hash's name, for scripts that find
+    the batch from an id they read."""
+    before, _, after = batch_key("\n").partition("\n")
+    return [before, after]
 
 
 def pending_encoder() -> Callable[[ItemSeed], str]:
@@ -178,6 +189,9 @@ class RedisReportStore:
         self._link = client.register_script(scripts.LINK_RETRY)
         self._finish_selection = client.register_script(scripts.FINISH_SELECTION)
         self._begin_selection = client.register_script(scripts.BEGIN_SELECTION)
+        self._take_webhook = client.register_script(scripts.TAKE_WEBHOOK)
+        self._record_webhook = client.register_script(scripts.RECORD_WEBHOOK)
+        self._return_webhooks = client.register_script(scripts.RETURN_WEBHOOKS)
 
     @property
     def client(self) -> redis.Redis:
@@ -383,17 +397,23 @@ class RedisReportStore:
         pipe.hset(batch_key(batch_id), "resumed_at", f"{time.time():.6f}")
         pipe.execute()
 
-    def take_due_webhook(self) -> str | None:
-        taken = self._redis.spop(WEBHOOKS_DUE_KEY)
+    def take_due_webhook(self, owner: str) -> str | None:
+        keys = [WEBHOOKS_DUE_KEY, WEBHOOKS_DELIVERING_KEY]
+        taken = self._take_webhook(keys=keys, args=[owner, *_batch_key_parts()])
         return _text(taken) if taken else None
 
-    def record_webhook(self, batch_id: str, status: str, attempts: int, error: str | None) -> None:
-        fields = {
-            "webhook_status": status,
-            "webhook_attempts": attempts,
-            "webhook_error": error or "",
-        }
-        self._redis.hset(batch_key(batch_id), mapping=fields)  # type: ignore[arg-type]
+    def record_webhook(
+        self, batch_id: str, status: str, attempts: int, error: str | None, *, owner: str
+    ) -> None:
+        keys = [batch_key(batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
+        self._record_webhook(keys=keys, args=[batch_id, owner, status, attempts, error or ""])
+
+    def return_lapsed_webhooks(self, lapse: float) -> list[str]:
+        """Webhooks in flight whose deliverer has not beaten for `lapse` seconds (or is
+        not in the heartbeats at all), back in the outbox, each once; their batch ids."""
+        keys = [WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY, HEARTBEATS_KEY]
+        back = self._return_webhooks(keys=keys, args=[lapse, *_batch_key_parts()])
+        return [_text(b) for b in back]
 
     def link_retry(self, parent_id: str, child_id: str) -> None:
         self._link(keys=[batch_key(parent_id)], args=[child_id])

@@ -280,3 +280,72 @@ redis.call('ZADD', KEYS[6], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[7], ARGV[3], ARGV[2])
 return 1
 """
+
+# The webhook outbox. A batch's end puts its id in the due set (`ended` above, in the step
+# that completes it); a deliverer moves it into the in-flight hash (batch id -> owner, a
+# worker process) and out again with the outcome. ARGV 2 and 3 of the first and last are
+# what comes before and after a batch id in B's name.
+
+# KEYS: due webhooks set, webhooks in flight. ARGV: 1 owner, 2 and 3 B's name around the id.
+# One due webhook, now in flight as the owner's (B: 'delivering'); its batch id, or false
+# when none is due. One whose batch is gone or has its outcome already is dropped.
+TAKE_WEBHOOK = """
+for _ = 1, 100 do
+  local id = redis.call('SPOP', KEYS[1])
+  if not id then return false end
+  local batch_key = ARGV[2] .. id .. ARGV[3]
+  if redis.call('HGET', batch_key, 'webhook_status') == 'pending' then
+    redis.call('HSET', KEYS[2], id, ARGV[1])
+    redis.call('HSET', batch_key, 'webhook_status', 'delivering')
+    return id
+  end
+end
+return false
+"""
+
+# KEYS: B, webhooks in flight, due webhooks set. ARGV: 1 batch id, 2 owner, 3 outcome
+# ('delivered' | 'failed'), 4 attempts, 5 error ('' for none).
+# The outcome goes into B and the webhook leaves the outbox: the owner's entry in flight,
+# and the due set if it was put back meanwhile (its owner was taken for dead). Another
+# process's entry stays: that delivery goes on, with the same delivery id. A 'failed'
+# never overwrites a 'delivered' (a deliverer taken for dead may finish last).
+# Returns 1 when B took the outcome, 0 when it did not (gone, or delivered already).
+RECORD_WEBHOOK = """
+if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
+redis.call('SREM', KEYS[3], ARGV[1])
+local current = redis.call('HGET', KEYS[1], 'webhook_status')
+if not current or (current == 'delivered' and ARGV[3] ~= 'delivered') then return 0 end
+redis.call('HSET', KEYS[1], 'webhook_status', ARGV[3], 'webhook_attempts', ARGV[4],
+  'webhook_error', ARGV[5])
+return 1
+"""
+
+# KEYS: webhooks in flight, due webhooks set, heartbeats (`jobs.queue.liveness`). ARGV:
+# 1 lapse (s), 2 and 3 B's name around the id.
+# Every webhook in flight whose owner has not beaten for the lapse goes back to the due
+# set (B: 'pending' again). An owner missing from the heartbeats counts as dead too: a
+# process beats before it takes anything, and the reaper forgets dead processes, maybe
+# before this runs. Each entry leaves the hash in this one step, so it goes back once
+# however many workers sweep; one whose batch is gone or has its outcome is dropped.
+# Returns the batch ids put back.
+RETURN_WEBHOOKS = (
+    _NOW
+    + """
+local entries = redis.call('HGETALL', KEYS[1])
+local back = {}
+for i = 1, #entries, 2 do
+  local id, owner = entries[i], entries[i + 1]
+  local beat = tonumber(redis.call('ZSCORE', KEYS[3], owner))
+  if not beat or beat < now - tonumber(ARGV[1]) then
+    redis.call('HDEL', KEYS[1], id)
+    local batch_key = ARGV[2] .. id .. ARGV[3]
+    if redis.call('HGET', batch_key, 'webhook_status') == 'delivering' then
+      redis.call('HSET', batch_key, 'webhook_status', 'pending')
+      redis.call('SADD', KEYS[2], id)
+      back[#back + 1] = id
+    end
+  end
+end
+return back
+"""
+)

@@ -31,6 +31,7 @@ from redis.typing import EncodableT, FieldT
 from jobs.queue import resp
 from jobs.queue.bulk import BulkWriter
 from jobs.store import scripts
+from jobs.store.connection import connect
 from jobs.store.interface import (
     COUNTED,
     BatchMode,
@@ -178,8 +179,12 @@ class RedisReportStore:
         return self._redis
 
     @classmethod
-    def from_url(cls, url: str, *, retention_seconds: int) -> RedisReportStore:
-        return cls(redis.Redis.from_url(url), retention_seconds=retention_seconds)
+    def from_url(
+        cls, url: str, *, retention_seconds: int, sentinel_master: str | None = None
+    ) -> RedisReportStore:
+        """The store at REDIS_URL (a `sentinel://` URL with the master's name)."""
+        client = connect(url, sentinel_master=sentinel_master)
+        return cls(client, retention_seconds=retention_seconds)
 
     @property
     def retention_seconds(self) -> int:

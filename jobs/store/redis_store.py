@@ -10,6 +10,8 @@ Keys (the `{id}` hash tag keeps a batch's keys in one slot of a Redis Cluster):
                                retry; never shown in a report
 - `phonebatch:{id}:parked`     list: task messages of a paused batch, back on the queue
                                when it continues
+- `phonebatch:{id}:before`     hash: item index -> the number's values before the item's
+                               first send (JSON), kept before the request is sent
 
 A batch's keys expire `retention` seconds after the batch is created, and again after
 it finishes, so a report lives at least that long after its last outcome. The atomic
@@ -19,6 +21,7 @@ steps are the Lua scripts in `jobs.store.scripts`.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from itertools import islice
@@ -50,11 +53,17 @@ from jobs.store.interface import (
     WebhookState,
 )
 
+log = logging.getLogger(__name__)
+
 BATCHES_KEY = "phonebatch:batches"
 STAGING = "staging"  # a batch being written: no front end, worker or resume sees it
 STAGING_SECONDS = 3600  # a submitter that died mid-way leaves keys that expire by this
 WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
 _CHUNK = 2000
+# A snapshot waits at most this long for a replica to have it before its item is sent.
+REPLICA_WAIT_MS = 1000
+# How long what INFO said about replicas is trusted (a failover changes it).
+REPLICAS_CHECK_SECONDS = 5.0
 
 
 def batch_key(batch_id: str) -> str:
@@ -79,6 +88,10 @@ def parked_key(batch_id: str) -> str:
 
 def expect_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:expect"
+
+
+def snapshots_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:before"
 
 
 def pending_encoder() -> Callable[[ItemSeed], str]:
@@ -161,6 +174,7 @@ class RedisReportStore:
     def __init__(self, client: redis.Redis, *, retention_seconds: int) -> None:
         self._redis = client
         self._retention = retention_seconds
+        self._replicas: tuple[float, bool] = (float("-inf"), False)  # checked at, any
         self._record = client.register_script(scripts.RECORD_OUTCOME)
         self._note_auth = client.register_script(scripts.NOTE_AUTH_FAILURE)
         self._claim = client.register_script(scripts.CLAIM)
@@ -230,7 +244,7 @@ class RedisReportStore:
         return bool(self._go_live(keys=keys, args=[self._retention, batch_id, time.time()]) == 1)
 
     def discard(self, batch_id: str) -> None:
-        self._redis.delete(*_keys(batch_id), expect_key(batch_id))
+        self._redis.delete(*_keys(batch_id), expect_key(batch_id), snapshots_key(batch_id))
         self._redis.zrem(BATCHES_KEY, batch_id)
 
     def _write_items(self, batch_id: str, items: Iterable[ItemSeed], ttl: int | None = None) -> int:
@@ -297,9 +311,12 @@ class RedisReportStore:
 
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
         answer = self._claim(
-            keys=[*_keys(batch_id)[:3], WEBHOOKS_DUE_KEY, bodies_key(batch_id)],
+            keys=[
+                *_keys(batch_id)[:3], WEBHOOKS_DUE_KEY, bodies_key(batch_id),
+                snapshots_key(batch_id),
+            ],
             args=[index, lease, self._retention, owner, batch_id],
-        )
+        )  # fmt: skip
         claim = Claim(_text(answer[0]))
         if claim is Claim.BUSY:
             return Ticket(claim, busy_for=float(answer[1]))
@@ -312,10 +329,49 @@ class RedisReportStore:
             read_first=read_first != "0",
             halted_reason=halted or None,
         )
-        return Ticket(claim, item=ItemRecord.decode(index, answer[2]), rules=rules)
+        kept = answer[7] if len(answer) > 7 else None
+        return Ticket(
+            claim, item=ItemRecord.decode(index, answer[2]), rules=rules,
+            snapshot=json.loads(kept) if kept else None,
+        )  # fmt: skip
 
     def release(self, batch_id: str, index: int) -> None:
         self._redis.hdel(claims_key(batch_id), str(index))
+
+    def keep_snapshot(self, batch_id: str, index: int, snapshot: dict[str, Any]) -> dict[str, Any]:
+        key, field = snapshots_key(batch_id), str(index)
+        # One round trip: the first run's snapshot stays, and WAIT (same connection, so
+        # it covers the HSETNX) returns once a replica has it: a failover right after
+        # cannot lose a snapshot whose item was sent.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hsetnx(key, field, json.dumps(snapshot, separators=(",", ":")))
+        pipe.hget(key, field)
+        pipe.expire(key, self._retention)
+        replicated = self._has_replicas()
+        if replicated:
+            pipe.wait(1, REPLICA_WAIT_MS)
+        answers = pipe.execute()
+        if replicated and not answers[3]:
+            log.warning(
+                "batch %s item %d: no replica confirmed its snapshot within %d ms; sent anyway",
+                batch_id, index, REPLICA_WAIT_MS,
+            )  # fmt: skip
+        kept: dict[str, Any] = json.loads(answers[1]) if answers[1] else snapshot
+        return kept
+
+    def _has_replicas(self) -> bool:
+        """Whether the primary has a replica connected: INFO at most every few seconds."""
+        checked_at, replicas = self._replicas
+        now = time.monotonic()
+        if now - checked_at < REPLICAS_CHECK_SECONDS:
+            return replicas
+        try:
+            info = self._redis.info("replication")
+            replicas = int(info.get("connected_slaves", 0)) > 0
+        except redis.ResponseError:  # INFO refused (a locked-down server): never wait
+            replicas = False
+        self._replicas = (now, replicas)
+        return replicas
 
     def cancel(self, batch_id: str) -> BatchStatus | None:
         state = _text(self._cancel(keys=[batch_key(batch_id), parked_key(batch_id)]))

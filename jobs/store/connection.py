@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from config import Settings
 
@@ -58,6 +58,20 @@ class _Address:
     db: int | None
     username: str | None
     password: str | None
+
+
+# redis-py leaves its Sentinel classes untyped.
+class FailoverConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the sentinels where it is on every reconnect.
+
+    redis-py's asks them in `connect()` only: a pipeline (and the bulk writer) retried
+    after a lost connection reconnects through `send_packed_command`, to the address of
+    before (the dead primary) until its retries run out (redis/redis-py#3874)."""
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if not self._sock:
+            self.connect()  # type: ignore[no-untyped-call]
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
 
 def scheme_of(url: str) -> str:
@@ -160,9 +174,9 @@ def _sentinel_client(
     }
     # redis.Redis's own default policy, which a pool built here would not get.
     options.setdefault("retry", Retry(ExponentialWithJitterBackoff(base=1, cap=10), 3))
-    # redis-py leaves its Sentinel class untyped.
     manager = Sentinel(list(address.sentinels), sentinel_kwargs=asking)  # type: ignore[no-untyped-call]
     client = manager.master_for(  # type: ignore[no-untyped-call]
-        master, db=address.db, username=address.username, password=address.password, **options
-    )
+        master, db=address.db, username=address.username, password=address.password,
+        connection_class=FailoverConnection, **options,
+    )  # fmt: skip
     return cast(redis.Redis, client)

@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     )
     vapi_base_url: str = Field(default="https://api.vapi.ai", validation_alias="VAPI_BASE_URL")
     redis_url: str = Field(default="redis://localhost:6379/0", validation_alias="REDIS_URL")
+    sentinel_master: str | None = Field(
+        default=None,
+        description="with a sentinel:// REDIS_URL: the name the sentinels monitor the "
+        "primary under (`sentinel monitor NAME ...`), for the broker and the store alike",
+    )
+    sentinel_password: SecretStr | None = Field(
+        default=None,
+        description="the sentinels' own password (their requirepass), if they have one; "
+        "the Redis servers' password goes in REDIS_URL",
+    )
     queue: str = Field(default="phonebatch")
     report_retention_days: float = Field(default=30, gt=0)
     connect_timeout: float = Field(default=5.0, gt=0)
@@ -156,7 +166,10 @@ class Settings(BaseSettings):
         default="config/schedules.toml", validation_alias="PHONEBATCH_SCHEDULES"
     )
 
-    @field_validator("vapi_api_key", "api_token", "webhook_secret", "webhook_url", mode="before")
+    @field_validator(
+        "vapi_api_key", "api_token", "webhook_secret", "webhook_url", "sentinel_master",
+        "sentinel_password", mode="before",
+    )  # fmt: skip
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `VAR=` in a compose file or .env means "not set", not "the empty string".
@@ -183,6 +196,17 @@ class Settings(BaseSettings):
                 f"PHONEBATCH_VISIBILITY_TIMEOUT ({self.visibility_timeout} s) must be longer "
                 f"than the longest a task can run ({self.claim_lease:.0f} s: the task time "
                 "budget plus the HTTP timeouts plus 10 s)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sentinel_has_a_master(self) -> Settings:
+        # kombu and redis-py both need the name; a guess would find no master, or another.
+        if self.redis_url.startswith("sentinel://") and not self.sentinel_master:
+            raise ValueError(
+                "REDIS_URL is a sentinel:// URL: set PHONEBATCH_SENTINEL_MASTER to the name "
+                "the sentinels monitor the primary under (`sentinel monitor NAME host port "
+                "quorum` in sentinel.conf)"
             )
         return self
 

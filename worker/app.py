@@ -6,13 +6,14 @@ the settings once, here at the worker's entry point.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from typing import Any
 
 from celery import Celery
 
 from config import Settings, load_settings
 from jobs.queue.keys import UNACKED_INDEX_KEY, UNACKED_KEY
-from worker.broker import transport_path
+from jobs.store.connection import parse_sentinel_url, scheme_of
+from worker.broker import stay_on_sentinels, transport_path
 
 
 def create_app(settings: Settings) -> Celery:
@@ -45,13 +46,29 @@ def create_app(settings: Settings) -> Celery:
             "unacked_index_key": UNACKED_INDEX_KEY,
         },
     )
-    if urlsplit(settings.redis_url).scheme == "redis":
+    scheme = scheme_of(settings.redis_url)
+    if scheme == "sentinel":
+        parse_sentinel_url(settings.redis_url)  # a URL read two ways fails here, at start
+        app.conf.broker_transport_options.update(sentinel_options(settings))
+        app.conf.broker_failover_strategy = stay_on_sentinels
+    if scheme in ("redis", "sentinel"):
         # kombu's Redis transport, cheaper per task, when the installed kombu has what it
-        # needs. Only for plain redis://: kombu turns TLS on for rediss:// (and Sentinel
-        # for sentinel://) by the transport's name.
-        app.conf.broker_transport = transport_path(settings.broker_transport)
+        # needs; on Sentinel, the same channel over kombu's Sentinel pool. Not for
+        # rediss://: kombu turns TLS on by the transport's name.
+        app.conf.broker_transport = transport_path(
+            settings.broker_transport, sentinel=scheme == "sentinel"
+        )
     app.conf.phonebatch_settings = settings
     return app
+
+
+def sentinel_options(settings: Settings) -> dict[str, Any]:
+    """kombu's Sentinel transport options: the master's name (the store reads the same
+    setting), and the sentinels' own password if they have one."""
+    options: dict[str, Any] = {"master_name": settings.sentinel_master}
+    if settings.sentinel_password is not None:
+        options["sentinel_kwargs"] = {"password": settings.sentinel_password.get_secret_value()}
+    return options
 
 
 app = create_app(load_settings())

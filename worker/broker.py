@@ -35,12 +35,15 @@ and log one warning line. So does `PHONEBATCH_BROKER_TRANSPORT=kombu`.
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from queue import Empty
 from time import monotonic
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from kombu.transport import redis as kombu_redis
@@ -88,19 +91,21 @@ def missing_hooks() -> list[str]:
     return missing
 
 
-def transport_path(wanted: str = "phonebatch") -> str:
-    """The broker transport for a redis:// URL: this module's, or kombu's own when asked
-    (`wanted` "kombu") or when the installed kombu lacks what this one needs."""
+def transport_path(wanted: str = "phonebatch", *, sentinel: bool = False) -> str:
+    """The broker transport for a redis:// URL (a sentinel:// one with `sentinel`): this
+    module's, or kombu's own when asked (`wanted` "kombu") or when the installed kombu
+    lacks what this one needs."""
+    ours, kombus = (SENTINEL_OURS, SENTINEL_KOMBUS) if sentinel else (OURS, KOMBUS)
     if wanted == "kombu":
-        return KOMBUS
-    missing = missing_hooks()
+        return kombus
+    missing = missing_hooks() + (missing_sentinel_hooks() if sentinel else [])
     if missing:
         log.warning(
             "kombu %s lacks %s: workers use kombu's own Redis transport (correct, a little "
             "slower per task)", _kombu_version(), ", ".join(missing),
         )  # fmt: skip
-        return KOMBUS
-    return OURS
+        return kombus
+    return ours
 
 
 def _kombu_version() -> str:
@@ -338,3 +343,54 @@ class Transport(kombu_redis.Transport):
     """kombu's Redis transport with this module's `Channel`: what `transport_path` names."""
 
     Channel = Channel
+
+
+# --- Redis Sentinel ---------------------------------------------------------------------
+# The same channel over kombu's Sentinel pool: kombu's `SentinelChannel` changes only how
+# the channel's pools are made (`_get_pool`, asking the sentinels for the primary), which
+# this module's `Channel` never touches, so the two combine by inheritance.
+
+SENTINEL_OURS, SENTINEL_KOMBUS = "worker.broker:SentinelTransport", "sentinel"
+SENTINEL_HOOKS = ("SentinelChannel", "SentinelTransport")
+SENTINEL_CHANNEL_HOOKS = ("_sentinel_managed_pool", "_get_pool", "from_transport_options")
+
+
+def missing_sentinel_hooks() -> list[str]:
+    """What of kombu's Sentinel transport `SentinelTransport` needs that is missing."""
+    missing = [f"kombu.transport.redis.{n}" for n in SENTINEL_HOOKS if not hasattr(kombu_redis, n)]
+    channel = getattr(kombu_redis, "SentinelChannel", None)
+    if channel is not None:
+        missing += [
+            f"kombu.transport.redis.SentinelChannel.{name}"
+            for name in SENTINEL_CHANNEL_HOOKS
+            if name not in vars(channel)
+        ]
+    return missing
+
+
+def stay_on_sentinels(alternates: list[str]) -> Iterator[str]:
+    """Celery's broker failover strategy for a sentinel:// URL: the first address always.
+
+    On a failed connection kombu moves to the next URL of a `;` list, and reading a URL
+    sets the transport by its scheme (kombu's own `sentinel`, dropping this module's).
+    Here the list is one group's sentinels, which the channel asks in turn anyway: moving
+    gains nothing. A bare host name keeps the transport, port, credentials and database
+    the connection was made with."""
+    return itertools.repeat(urlsplit(alternates[0]).hostname or "localhost")
+
+
+_KombuSentinelChannel: Any = getattr(kombu_redis, "SentinelChannel", _KombuChannel)
+_KombuSentinelTransport: Any = getattr(kombu_redis, "SentinelTransport", kombu_redis.Transport)
+
+
+class SentinelChannel(Channel, _KombuSentinelChannel):  # type: ignore[misc]
+    """This module's `Channel` on a pool that follows the primary through failovers."""
+
+    QoS = QoS
+
+
+class SentinelTransport(_KombuSentinelTransport):  # type: ignore[misc]
+    """kombu's Sentinel transport with `SentinelChannel`: what `transport_path` names for
+    a sentinel:// URL."""
+
+    Channel = SentinelChannel

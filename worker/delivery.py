@@ -107,11 +107,11 @@ def deliver(
     claimed = _claim(item, store, hand_back, park, lease, owner)
     if claimed is None:
         return None
-    existing, rules, retaken = claimed
+    existing, rules, retaken, kept = claimed
     sent = redact(item.body)  # what reports and logs may show of the body, once per item
     gate = _state_gate(store, item.batch_id, check_every, claimed_at)
     try:
-        send = _Send(item, api, store, sender, rules, sent, retaken, gate, max_read_age)
+        send = _Send(item, api, store, sender, rules, sent, retaken, gate, max_read_age, kept)
         outcome = send.outcome(auth_failure_limit)
     except Stopped as stopped:
         if stopped.state != BatchState.CANCELLED:  # paused: held until it continues
@@ -146,9 +146,10 @@ def _record(
 
 def _claim(
     item: WorkItem, store: ReportStore, hand_back: HandBack, park: Park, lease: float, owner: str
-) -> tuple[ItemRecord, SendRules, bool] | None:
-    """The item's record, its batch's rules and whether it was taken over from a run that
-    stopped; None when this run must not send it (parked, busy elsewhere, done, gone)."""
+) -> tuple[ItemRecord, SendRules, bool, dict[str, Any] | None] | None:
+    """The item's record, its batch's rules, whether it was taken over from a run that
+    stopped and the snapshot an earlier run kept before sending it; None when this run
+    must not send it (parked, busy elsewhere, done, gone)."""
     ticket = store.claim(item.batch_id, item.index, lease, owner)
     if ticket.claim is Claim.PAUSED:
         park(item, item.attempts)
@@ -164,7 +165,7 @@ def _claim(
         else:
             log.info("item not sent: %s", ticket.claim.value)
         return None
-    return ticket.item, ticket.rules, ticket.claim is Claim.RETAKEN
+    return ticket.item, ticket.rules, ticket.claim is Claim.RETAKEN, ticket.snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,9 @@ class _Send:
     retaken: bool = False  # taken over from a run that stopped before recording
     gate: Gate | None = None
     max_read_age: float = MAX_AGE_SECONDS
+    # The number's values before an earlier run sent this item (it kept them first): the
+    # true previous values, where a read now may see what that run sent.
+    kept: dict[str, Any] | None = None
 
     def outcome(self, auth_failure_limit: int) -> Outcome:
         """The item's outcome; raises only to hand it back (`Deferred`, `Stopped`) or
@@ -232,24 +236,28 @@ class _Send:
     def decide(self, details: dict[str, Any]) -> tuple[Outcome | None, Attempts]:
         """Read the number and fill `details` (changes, when and how it was read, the
         snapshot); the outcome when no PATCH is to be sent, else None."""
-        item, rules = self.item, self.rules
+        item, rules, kept = self.item, self.rules, self.kept
         seen, attempts = _current(
             item, self.api, self.sender, item.attempts, self.gate, self.max_read_age
         )
         current, diff = seen.values, changes(seen.values, item.body)
+        shown = diff if kept is None else changes(kept, item.body)  # from before any send
         details |= {
-            "changes": [c.as_dict() for c in diff], "in_target_state": not diff,
+            "changes": [c.as_dict() for c in shown], "in_target_state": not shown,
             "read_at": iso_time(seen.at), "read_by": seen.source,
         }  # fmt: skip
-        skip = _skip_reason(item, self.store, rules, current, diff, details)
-        if skip is None:
-            details["before"] = snapshot(current, item.body)
-            return None, attempts
-        if self.retaken and not diff and rules.mode is not BatchMode.DRY_RUN:
-            # A run that stopped before recording (a killed worker) had sent this update:
-            # it succeeded, and counting it as skipped would misreport the batch.
+        if (self.retaken or kept is not None) and not diff and rules.mode is not BatchMode.DRY_RUN:
+            # A run that stopped before recording (a killed worker, an outcome lost in a
+            # failover) had sent this update: it succeeded, and counting it as skipped
+            # would misreport the batch.
             details["reason"] = "sent by an earlier run that stopped before recording it"
+            if kept is not None:
+                details["before"] = kept
             status, tried = ItemStatus.SUCCEEDED, attempts.updates
+        elif (skip := _skip_reason(item, self.store, rules, current, diff, details)) is None:
+            before = snapshot(current, item.body) if kept is None else kept
+            details["before"] = self.store.keep_snapshot(item.batch_id, item.index, before)
+            return None, attempts
         else:
             details["reason"] = skip
             status, tried = ItemStatus.SKIPPED, attempts.total

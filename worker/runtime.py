@@ -17,6 +17,7 @@ from redis.retry import Retry
 from config import Settings
 from jobs.queue.deferral import Deferrals
 from jobs.queue.messages import UPDATE_TASK, task_message, update_args
+from jobs.store.connection import client_for
 from jobs.store.pace import LIMITERS_KEY, limiter_key
 from jobs.store.redis_store import RedisReportStore
 from worker.delivery import WorkItem
@@ -95,19 +96,23 @@ def pace(settings: Settings) -> Pace:
     return Pace(ceiling=ceiling, start=settings.rate_start)
 
 
-def resilient_redis(url: str) -> redis.Redis:
-    """A client that rides out a Redis restart (about 20 s of retries) instead of failing
-    the task in the middle of recording an outcome."""
-    return redis.Redis.from_url(
-        url,
+def resilient_redis(settings: Settings) -> redis.Redis:
+    """A client that rides out a Redis restart or a Sentinel failover (about 20 s of
+    retries) instead of failing the task in the middle of recording an outcome.
+
+    A write that reaches a primary just demoted to a replica is retried too: redis-py's
+    Sentinel client turns READONLY into a lost connection and asks the sentinels again;
+    on a plain URL (a failover behind one address) the READONLY error itself is retried."""
+    return client_for(
+        settings,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=15),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
         health_check_interval=10,
     )
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    client = resilient_redis(settings.redis_url)
+    client = resilient_redis(settings)
     in_flight = None
     if settings.max_in_flight:
         # A place's lease outlives the longest request, so only a dead worker's expire.

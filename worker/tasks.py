@@ -66,7 +66,7 @@ def _check_configuration(**_: Any) -> None:
 @worker_ready.connect
 def _start_pumps(**_: Any) -> None:
     settings = _settings()
-    client = resilient_redis(settings.redis_url)
+    client = resilient_redis(settings)
     store = RedisReportStore(client, retention_seconds=settings.retention_seconds)
     pumps = [*recovery_pumps(settings, store), deferral_pump(Deferrals(client, settings.queue))]
     if settings.webhook_secret:

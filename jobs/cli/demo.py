@@ -16,7 +16,6 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
-import redis
 from rich.console import Console
 
 from config import Settings
@@ -79,13 +78,20 @@ def run_demo(settings: Settings, *, numbers: int, out: Console, err: Console) ->
         err.print("• a worker (threads pool, concurrency 8)")
         processes.append(start_worker(env=env, concurrency=8, log=workdir / "worker.log"))
 
-        return _run_batch(
-            f"http://127.0.0.1:{sim_port}", redis_url, queue, workdir, numbers, out, err
+        store = RedisReportStore.from_url(
+            redis_url, retention_seconds=3600, sentinel_master=settings.sentinel_master
         )
+        return _run_batch(f"http://127.0.0.1:{sim_port}", store, queue, workdir, numbers, out, err)
 
 
 def _run_batch(
-    sim: str, redis_url: str, queue: str, workdir: Path, numbers: int, out: Console, err: Console
+    sim: str,
+    store: RedisReportStore,
+    queue: str,
+    workdir: Path,
+    numbers: int,
+    out: Console,
+    err: Console,
 ) -> int:
     """Submit the sample batch, show its progress, then what the simulator holds now."""
     sample = workdir / "move-to-after-hours.csv"
@@ -96,7 +102,6 @@ def _run_batch(
     if not intake.ok:  # the sample is ours: this would be a bug, say so plainly
         err.print(f"the demo's own sample is invalid: {intake.errors[0]}")
         return 1
-    store = RedisReportStore(redis.Redis.from_url(redis_url), retention_seconds=3600)
     batch_id = submit_batch(
         intake.items, store=store, broker=store.client, queue=queue,
         name="demo: move to the after-hours assistant", source="cli",
@@ -119,7 +124,7 @@ def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
 def _redis(
     settings: Settings, workdir: Path, processes: list[subprocess.Popen[bytes]], err: Console
 ) -> str:
-    if redis_answers(settings.redis_url):
+    if redis_answers(settings.redis_url, sentinel_master=settings.sentinel_master):
         err.print(f"• Redis at {safe_url(settings.redis_url)}")
         return settings.redis_url
     port = free_port()

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from jobs.store.connection import connect
+
 
 class ServiceError(RuntimeError):
     """Raised when a local process cannot start or does not come up in time."""
@@ -32,8 +34,12 @@ def free_port() -> int:
         return port
 
 
-def redis_answers(url: str, timeout: float = 1.0) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+def redis_answers(url: str, timeout: float = 1.0, *, sentinel_master: str | None = None) -> bool:
+    """Whether the Redis at `url` answers a PING (through the sentinels, for sentinel://)."""
+    client = connect(
+        url, sentinel_master=sentinel_master, socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+    )  # fmt: skip
     try:
         return bool(client.ping())
     except (redis.ConnectionError, redis.TimeoutError, OSError):

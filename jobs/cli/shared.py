@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.console import Console
 
 from config import Settings, load_settings
 from jobs.batch.models import PROVIDERS
 from jobs.batch.urls import safe_url
+from jobs.store.connection import RedisUrlError, client_for
 from jobs.store.interface import BatchStatus, StoreUnavailable
 from jobs.store.redis_store import RedisReportStore
 
@@ -73,7 +73,10 @@ WaitOpt = Annotated[bool, typer.Option("--wait", help="Show progress until it en
 def open_store() -> RedisReportStore:
     """The report store at REDIS_URL, or a one-line error saying how to start Redis."""
     s = settings()
-    client = redis.Redis.from_url(s.redis_url, socket_connect_timeout=3)
+    try:
+        client = client_for(s, socket_connect_timeout=3)
+    except RedisUrlError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
     store = RedisReportStore(client, retention_seconds=s.retention_seconds)
     try:
         store.ping()

@@ -253,13 +253,15 @@ class SendRules:
 @dataclass(frozen=True, slots=True)
 class Ticket:
     """The answer to a claim. For `CLAIMED` and `RETAKEN` it carries the item's record
-    and the batch's rules, read in the same step (one round trip per item, not two);
-    for `BUSY`, how long the other run's lease has left."""
+    and the batch's rules, read in the same step (one round trip per item, not two), and
+    the snapshot an earlier run kept before it sent the item (`keep_snapshot`), if one
+    did; for `BUSY`, how long the other run's lease has left."""
 
     claim: Claim
     busy_for: float = 0.0
     item: ItemRecord | None = None
     rules: SendRules | None = None
+    snapshot: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -334,6 +336,14 @@ class ReportStore(Protocol):
 
     def release(self, batch_id: str, index: int) -> None:
         """Give a claim back (the item was handed back to the queue)."""
+        ...
+
+    def keep_snapshot(self, batch_id: str, index: int, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """Keep the number's values from before the item's first send (what a rollback
+        puts back), unless a run kept one already; returns the one kept. Called before
+        the request, so a run that sends the item again (its outcome was lost: a killed
+        worker, a failover) keeps the true previous values, not the ones sent. On Redis
+        with replicas it returns once one replica has it too (`WAIT`)."""
         ...
 
     def cancel(self, batch_id: str) -> BatchStatus | None:

@@ -32,6 +32,7 @@ class _Batch:
     bodies: dict[int, str] = field(default_factory=dict)
     claims: dict[int, tuple[float, str]] = field(default_factory=dict)  # lease expiry, owner
     expect: dict[int, dict[str, Any]] = field(default_factory=dict)
+    snapshots: dict[int, str] = field(default_factory=dict)  # JSON, as Redis keeps them
     auth_failures: int = 0
     selection_begun: bool = False
     parked: list[str] = field(default_factory=list)  # newest first, as LPUSH keeps them
@@ -173,7 +174,20 @@ class MemoryReportStore:
             entry.claims[index] = (now + lease, owner)
             entry.status = _active(entry.status, now)
             claim = Claim.RETAKEN if holder else Claim.CLAIMED
-            return Ticket(claim, item=current, rules=SendRules.of(entry.status))
+            kept = entry.snapshots.get(index)
+            return Ticket(
+                claim, item=current, rules=SendRules.of(entry.status),
+                snapshot=json.loads(kept) if kept else None,
+            )  # fmt: skip
+
+    def keep_snapshot(self, batch_id: str, index: int, snapshot: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            entry = self._batches.get(batch_id)
+            if entry is None:
+                return snapshot
+            kept = entry.snapshots.setdefault(index, json.dumps(snapshot))
+            found: dict[str, Any] = json.loads(kept)
+            return found
 
     def release(self, batch_id: str, index: int) -> None:
         with self._lock:

@@ -12,6 +12,8 @@ Keys (the `{id}` hash tag keeps a batch's keys in one slot of a Redis Cluster):
                                retry; never shown in a report
 - `phonebatch:{id}:parked`     list: task messages of a paused batch, back on the queue
                                when it continues
+- `phonebatch:{id}:before`     hash: item index -> the number's values before the item's
+                               first send (JSON), kept before the request is sent
 
 A batch's keys expire `retention` seconds after the batch is created, and again after
 it finishes, so a report lives at least that long after its last outcome. The atomic
@@ -21,6 +23,7 @@ steps are the Lua scripts in `jobs.store.scripts`.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from itertools import islice
@@ -34,13 +37,13 @@ from jobs.queue import resp
 from jobs.queue.bulk import BulkWriter
 from jobs.queue.liveness import HEARTBEATS_KEY
 from jobs.store import scripts
+from jobs.store.connection import connect
 from jobs.store.interface import (
     COUNTED,
     BatchMode,
     BatchState,
     BatchStatus,
     Claim,
-    Counts,
     ItemRecord,
     ItemSeed,
     ItemStatus,
@@ -49,8 +52,11 @@ from jobs.store.interface import (
     SendRules,
     StoreUnavailable,
     Ticket,
-    WebhookState,
 )
+from jobs.store.records import as_text as _text
+from jobs.store.records import decode_status
+
+log = logging.getLogger(__name__)
 
 BATCHES_KEY = "phonebatch:batches"
 # Live batches not yet seen ended, for the workers' self-resume sweep to look at (it
@@ -61,6 +67,10 @@ STAGING_SECONDS = 3600  # a submitter that died mid-way leaves keys that expire 
 WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
 WEBHOOKS_DELIVERING_KEY = "phonebatch:webhooks:delivering"
 _CHUNK = 2000
+# A snapshot waits at most this long for a replica to have it before its item is sent.
+REPLICA_WAIT_MS = 1000
+# How long what INFO said about replicas is trusted (a failover changes it).
+REPLICAS_CHECK_SECONDS = 5.0
 
 
 def batch_key(batch_id: str) -> str:
@@ -94,6 +104,10 @@ def _batch_key_parts() -> list[str]:
     return [before, after]
 
 
+def snapshots_key(batch_id: str) -> str:
+    return f"phonebatch:{{{batch_id}}}:before"
+
+
 def pending_encoder() -> Callable[[ItemSeed], str]:
     """`ItemRecord(...).encode()` of a new item, without building the record.
 
@@ -122,61 +136,13 @@ def _keys(batch_id: str) -> list[str]:
     return [batch_key(batch_id), items_key(batch_id), claims_key(batch_id), bodies_key(batch_id)]
 
 
-def _float(value: Any) -> float | None:
-    return float(value) if value not in (None, "", b"") else None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
-    data = {_text(k): _text(v) for k, v in raw.items()}
-    counts = Counts(total=int(data.get("total", 0)), **{c: int(data.get(c, 0)) for c in COUNTED})
-    return BatchStatus(
-        batch_id=batch_id,
-        name=data.get("name", ""),
-        source=data.get("source", ""),
-        state=BatchState(data.get("state", "queued")),
-        counts=counts,
-        created_at=_float(data.get("created_at")) or 0.0,
-        started_at=_float(data.get("started_at")),
-        finished_at=_float(data.get("finished_at")),
-        parent_id=data.get("parent_id") or None,
-        halted_reason=data.get("halted_reason") or None,
-        active_at=_float(data.get("active_at")),
-        paused_at=_float(data.get("paused_at")),
-        retried_by=tuple(c for c in data.get("retried_by", "").split(",") if c),
-        webhook=_webhook(data),
-        mode=BatchMode(data.get("mode") or "update"),
-        force=data.get("force") == "1",
-        read_first=data.get("read_first", "1") == "1",
-        rollback_of=data.get("rollback_of") or None,
-        selecting=data.get("selecting") in ("1", "2"),
-        queue=data.get("queue", ""),
-        resumed=int(data.get("resumed") or 0),
-        resumed_at=_float(data.get("resumed_at")),
-    )
-
-
-def _webhook(data: dict[str, str]) -> WebhookState | None:
-    url = data.get("webhook_url")
-    if not url:
-        return None
-    return WebhookState(
-        url=url,
-        status=data.get("webhook_status") or "waiting",
-        attempts=int(data.get("webhook_attempts") or 0),
-        error=data.get("webhook_error") or None,
-    )
-
-
 class RedisReportStore:
     """The `ReportStore` in Redis; each step that must be atomic is one Lua script."""
 
     def __init__(self, client: redis.Redis, *, retention_seconds: int) -> None:
         self._redis = client
         self._retention = retention_seconds
+        self._replicas: tuple[float, bool] = (float("-inf"), False)  # checked at, any
         self._record = client.register_script(scripts.RECORD_OUTCOME)
         self._note_auth = client.register_script(scripts.NOTE_AUTH_FAILURE)
         self._claim = client.register_script(scripts.CLAIM)
@@ -198,8 +164,12 @@ class RedisReportStore:
         return self._redis
 
     @classmethod
-    def from_url(cls, url: str, *, retention_seconds: int) -> RedisReportStore:
-        return cls(redis.Redis.from_url(url), retention_seconds=retention_seconds)
+    def from_url(
+        cls, url: str, *, retention_seconds: int, sentinel_master: str | None = None
+    ) -> RedisReportStore:
+        """The store at REDIS_URL (a `sentinel://` URL with the master's name)."""
+        client = connect(url, sentinel_master=sentinel_master)
+        return cls(client, retention_seconds=retention_seconds)
 
     @property
     def retention_seconds(self) -> int:
@@ -247,7 +217,7 @@ class RedisReportStore:
         return bool(self._go_live(keys=keys, args=[self._retention, batch_id, time.time()]) == 1)
 
     def discard(self, batch_id: str) -> None:
-        self._redis.delete(*_keys(batch_id), expect_key(batch_id))
+        self._redis.delete(*_keys(batch_id), expect_key(batch_id), snapshots_key(batch_id))
         self._redis.zrem(BATCHES_KEY, batch_id)
 
     def _write_items(self, batch_id: str, items: Iterable[ItemSeed], ttl: int | None = None) -> int:
@@ -316,9 +286,12 @@ class RedisReportStore:
 
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
         answer = self._claim(
-            keys=[*_keys(batch_id)[:3], WEBHOOKS_DUE_KEY, bodies_key(batch_id)],
+            keys=[
+                *_keys(batch_id)[:3], WEBHOOKS_DUE_KEY, bodies_key(batch_id),
+                snapshots_key(batch_id),
+            ],
             args=[index, lease, self._retention, owner, batch_id],
-        )
+        )  # fmt: skip
         claim = Claim(_text(answer[0]))
         if claim is Claim.BUSY:
             return Ticket(claim, busy_for=float(answer[1]))
@@ -331,10 +304,49 @@ class RedisReportStore:
             read_first=read_first != "0",
             halted_reason=halted or None,
         )
-        return Ticket(claim, item=ItemRecord.decode(index, answer[2]), rules=rules)
+        kept = answer[7] if len(answer) > 7 else None
+        return Ticket(
+            claim, item=ItemRecord.decode(index, answer[2]), rules=rules,
+            snapshot=json.loads(kept) if kept else None,
+        )  # fmt: skip
 
     def release(self, batch_id: str, index: int) -> None:
         self._redis.hdel(claims_key(batch_id), str(index))
+
+    def keep_snapshot(self, batch_id: str, index: int, snapshot: dict[str, Any]) -> dict[str, Any]:
+        key, field = snapshots_key(batch_id), str(index)
+        # One round trip: the first run's snapshot stays, and WAIT (same connection, so
+        # it covers the HSETNX) returns once a replica has it: a failover right after
+        # cannot lose a snapshot whose item was sent.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hsetnx(key, field, json.dumps(snapshot, separators=(",", ":")))
+        pipe.hget(key, field)
+        pipe.expire(key, self._retention)
+        replicated = self._has_replicas()
+        if replicated:
+            pipe.wait(1, REPLICA_WAIT_MS)
+        answers = pipe.execute()
+        if replicated and not answers[3]:
+            log.warning(
+                "batch %s item %d: no replica confirmed its snapshot within %d ms; sent anyway",
+                batch_id, index, REPLICA_WAIT_MS,
+            )  # fmt: skip
+        kept: dict[str, Any] = json.loads(answers[1]) if answers[1] else snapshot
+        return kept
+
+    def _has_replicas(self) -> bool:
+        """Whether the primary has a replica connected: INFO at most every few seconds."""
+        checked_at, replicas = self._replicas
+        now = time.monotonic()
+        if now - checked_at < REPLICAS_CHECK_SECONDS:
+            return replicas
+        try:
+            info = self._redis.info("replication")
+            replicas = int(info.get("connected_slaves", 0)) > 0
+        except redis.ResponseError:  # INFO refused (a locked-down server): never wait
+            replicas = False
+        self._replicas = (now, replicas)
+        return replicas
 
     def cancel(self, batch_id: str) -> BatchStatus | None:
         state = _text(self._cancel(keys=[batch_key(batch_id), parked_key(batch_id)]))

@@ -66,11 +66,13 @@ return 1
 """
 )
 
-# KEYS: B, I, C, due webhooks set, D. ARGV: 1 item index, 2 lease (s), 3 retention (s),
-# 4 owner (a task id), 5 batch id
-# Returns {claim, seconds, item record, mode, force, read_first, halted_reason}: a `Claim`
-# value; for 'busy' how long the other run's lease has left; for 'claimed' and 'retaken'
-# what a worker needs to know of the item and the batch, so it reads nothing else. In a
+# KEYS: B, I, C, due webhooks set, D, S (snapshots: index -> the number's values before
+# the item's first send). ARGV: 1 item index, 2 lease (s), 3 retention (s), 4 owner (a
+# task id), 5 batch id
+# Returns {claim, seconds, item record, mode, force, read_first, halted_reason, snapshot}:
+# a `Claim` value; for 'busy' how long the other run's lease has left; for 'claimed' and
+# 'retaken' what a worker needs to know of the item and the batch, so it reads nothing
+# else. In a
 # cancelled batch the item is marked cancelled here, so no run can send it whatever the
 # order of events. In a paused batch nobody takes it ('paused': the worker parks the task);
 # a claim of the same owner, or an expired one, goes. The same owner claiming again (a
@@ -110,7 +112,8 @@ if state == 'queued' then
   redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', stamp)
 end
 local rules = redis.call('HMGET', KEYS[1], 'mode', 'force', 'read_first', 'halted_reason')
-return {taken, '0', current, rules[1], rules[2], rules[3], rules[4]}
+local kept = KEYS[6] and redis.call('HGET', KEYS[6], ARGV[1]) or false
+return {taken, '0', current, rules[1], rules[2], rules[3], rules[4], kept}
 """
 )
 

@@ -1,4 +1,4 @@
-"""The Redis transport the workers use: kombu's, with three changes.
+"""The Redis transport the workers use: kombu's, with four changes.
 
 1. kombu builds a new `redis.Redis` for each message it delivers (to record it as
    unacknowledged) and for each ack. Building one copies redis-py's table of response

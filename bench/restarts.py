@@ -16,7 +16,9 @@ Passes when no worker process exited and no log says "Unrecoverable error", and 
 batch completed with every item succeeded exactly once (counts and report agree, every
 number holds the new assistant). A PATCH may be sent twice (a task running when Redis
 went down comes back after the visibility timeout; the PATCH is idempotent), so the
-summary counts them, but an item is recorded once. Exit 0 on a pass, 1 otherwise.
+summary counts them, but an item is recorded once. Exit 0 on a pass, 1 otherwise; on a
+failure the bench's directory (the workers' logs, Redis's files) is kept, and where the
+batch's tasks were (queue, hand-backs, unacked, numbers not yet listed) is printed.
 
 `--transport kombu` runs kombu's own transport, which still has the bug worker/broker.py
 works around (docs/upstream/kombu-reconnect.md): expect exits.
@@ -25,6 +27,7 @@ works around (docs/upstream/kombu-reconnect.md): expect exits.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -34,7 +37,9 @@ from pathlib import Path
 from subprocess import Popen
 
 from bench.stack import API_KEY, Stack
+from jobs.batch.reads import unread_key
 from jobs.cli.services import free_port, start_redis_server, start_simulator, stop
+from jobs.queue.keys import UNACKED_KEY, deferred_key
 from jobs.store.interface import BatchStatus, ItemStatus, iter_items
 from jobs.store.redis_store import RedisReportStore
 
@@ -95,6 +100,7 @@ class Outcome:
     numbers_right: int = 0
     seconds: float = 0.0
     stalled: str = ""
+    tasks: dict[str, int] = field(default_factory=dict)  # where the batch's tasks were
 
 
 def _done(store: RedisReportStore, batch_id: str) -> int:
@@ -131,11 +137,20 @@ def _restart_under_load(
     return ""
 
 
-def _check(stack: Stack, store: RedisReportStore, batch_id: str, outcome: Outcome) -> None:
+def _check(
+    stack: Stack, store: RedisReportStore, batch_id: str, queue: str, outcome: Outcome
+) -> None:
     outcome.status = store.status(batch_id)
     if outcome.status is not None:
         total = outcome.status.counts.total
         outcome.report = Counter(r.status.value for r in iter_items(store, batch_id, total))
+    client = stack.client
+    outcome.tasks = {
+        "queued": int(client.llen(queue)),
+        "handed back": int(client.zcard(deferred_key(queue))),
+        "unacked": int(client.hlen(UNACKED_KEY)),
+        "not listed yet": int(client.hlen(unread_key(batch_id))),
+    }
     patches = [r for r in stack.requests() if r["method"] == "PATCH"]
     outcome.patches = len(patches)
     outcome.numbers_patched = len({r["id"] for r in patches})
@@ -154,14 +169,15 @@ def _run(stack: Stack, redis: Redis, args: argparse.Namespace) -> Outcome:
         started = time.monotonic()
         batch_id = stack.submit(numbers, queue, ASSISTANT)
         outcome.stalled = _restart_under_load(redis, store, batch_id, args, workers)
-        if not outcome.stalled and not _wait_for(store, batch_id, args.numbers, timeout=300):
-            outcome.stalled = "the batch did not end within 300 s of the last restart"
+        # Tasks held when Redis went down come back after the visibility timeout (16 s).
+        if not outcome.stalled and not _wait_for(store, batch_id, args.numbers, timeout=120):
+            outcome.stalled = "the batch did not end within 120 s of the last restart"
         outcome.seconds = time.monotonic() - started
         outcome.restarts = redis.restarts
         outcome.exits = [i for i, w in enumerate(workers) if w.poll() is not None]
         logs = stack.workdir.glob(f"{queue}-w*.log")
         outcome.unrecoverable = sum(p.read_text().count("Unrecoverable error") for p in logs)
-        _check(stack, store, batch_id, outcome)
+        _check(stack, store, batch_id, queue, outcome)
     return outcome
 
 
@@ -198,6 +214,7 @@ def _summary(outcome: Outcome, args: argparse.Namespace) -> None:
     print(f"time:                   {outcome.seconds:.1f} s from submit to the batch's end")
     if outcome.stalled:
         print(f"stopped early:          {outcome.stalled}")
+        print(f"the batch's tasks:      {outcome.tasks}")
     print("PASS" if _passed(outcome, args) else "FAIL")
 
 
@@ -215,22 +232,26 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     print(f"{args.restarts} Redis restarts under load: {args.numbers:,} numbers, "
           f"{args.workers} worker processes x 8 threads, transport {args.transport}")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="phonebatch-restarts-") as tmp:
-        workdir = Path(tmp)
-        redis = Redis(free_port(), workdir / "redis")
-        sim: Popen[bytes] | None = None
-        try:
-            redis.start()
-            sim_port = free_port()
-            sim = start_simulator(sim_port, numbers=0, seed=1, api_key=API_KEY,
-                                  log=workdir / "sim.log")  # fmt: skip
-            stack = Stack(redis.url, f"http://127.0.0.1:{sim_port}", workdir)
-            outcome = _run(stack, redis, args)
-        finally:
-            if sim is not None:
-                stop(sim)
-            redis.stop()
-    _summary(outcome, args)
+    workdir = Path(tempfile.mkdtemp(prefix="phonebatch-restarts-"))
+    redis = Redis(free_port(), workdir / "redis")
+    sim: Popen[bytes] | None = None
+    outcome = Outcome(stalled="the stack did not start")
+    try:
+        redis.start()
+        sim_port = free_port()
+        sim = start_simulator(sim_port, numbers=0, seed=1, api_key=API_KEY,
+                              log=workdir / "sim.log")  # fmt: skip
+        stack = Stack(redis.url, f"http://127.0.0.1:{sim_port}", workdir)
+        outcome = _run(stack, redis, args)
+    finally:
+        if sim is not None:
+            stop(sim)
+        redis.stop()
+        _summary(outcome, args)
+        if _passed(outcome, args):
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"kept for a look: {workdir} (the workers' logs, Redis's files)")
     return 0 if _passed(outcome, args) else 1
 
 

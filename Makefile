@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ROUNDS ?= 3
 
-.PHONY: demo test lint types unit venv bench compat fuzz soak wheel-check clean
+.PHONY: demo test lint types unit venv bench compat fuzz soak restarts wheel-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ bench: $(BENCH_STAMP)
 # once: counts, worker memory over time, Redis memory per item (about 5 minutes).
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --numbers $${SOAK_NUMBERS:-100000}
+
+# Redis stopped and started 20 times under a running batch: no worker process may exit,
+# and every item is counted once. About two minutes; not part of `make test`.
+restarts: $(STAMP)
+	$(BIN)/python -m bench.restarts --restarts 20
 
 # The built wheel, installed (not editable) in a fresh venv, runs a small batch; CI runs it.
 wheel-check:

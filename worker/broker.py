@@ -1,4 +1,4 @@
-"""The Redis transport the workers use: kombu's, with three changes.
+"""The Redis transport the workers use: kombu's, with four changes.
 
 1. kombu builds a new `redis.Redis` for each message it delivers (to record it as
    unacknowledged) and for each ack. Building one copies redis-py's table of response
@@ -25,6 +25,18 @@
    cheap commands, and only when a queue stops being empty.
    Used for a channel consuming one queue with acks (Celery's task consumer), without a
    key prefix, on Redis 6.2 or later (BLMOVE); anything else goes kombu's way.
+4. A channel survives being closed after Redis went away (docs/upstream/kombu-reconnect.md).
+   On a lost connection Celery's consumer calls `Connection.collect()`, then `close()`.
+   In `collect`, kombu's `Channel.close` first reads the reply of the pop in flight; on
+   a dropped connection that read raises, and the close stops there, before the channel
+   is marked closed. `collect` then detaches the transport (`transport.client = None`),
+   and `close()` closes the same channel again: it gives its unacked messages back
+   through a new pool built from `transport.client`, and the AttributeError ("'NoneType'
+   object has no attribute 'hostname'") is no error Celery expects: the worker exited.
+   Here the close goes on past a dead connection, and a channel whose transport is gone
+   raises a connection error instead of building a pool, which Celery handles as the
+   lost connection it is. Messages it could not give back wait in `unacked`, as for any
+   close while Redis is down, and return after the visibility timeout.
 
 None of kombu's names used here is public. `pyproject.toml` allows only the kombu
 releases this was read against and tested with (5.7), and `transport_path` checks at
@@ -62,6 +74,7 @@ CHANNEL_HOOKS = (
     "_brpop_start", "_brpop_read", "_create_client", "_q_for_pri", "_flush_brpop_reauth",
     "_in_poll", "_brpop_sent_at", "_closing", "basic_consume", "priority_steps", "sep",
     "global_keyprefix", "unacked_key", "unacked_index_key", "client", "active_queues", "pool",
+    "_get_pool", "close",
 )  # fmt: skip
 CHANNEL_INSTANCE_HOOKS = ("_queue_cycle", "brpop_timeout", "connection_errors")  # from __init__
 QOS_HOOKS = (
@@ -325,6 +338,29 @@ class Channel(_KombuChannel):  # type: ignore[misc]
             if not kombu_takes_over:
                 self._in_poll = None
                 self._flush_brpop_reauth()
+
+    def close(self) -> None:
+        # kombu's close reads the reply of a pop in flight first, and stops at the
+        # connection error a dropped connection raises there: the channel stays open, to
+        # be closed again once its transport is detached (4. above). Nothing can be read
+        # from a dead connection (`_brpop_read` has disconnected it): close the rest.
+        self._closing = True  # before the read: no BRPOP may be sent while closing
+        if self._in_poll:
+            try:
+                self._brpop_read()
+            except Empty:
+                pass
+            except self.connection_errors:
+                log.debug("closing a channel whose poll connection was lost", exc_info=True)
+        super().close()
+
+    def _get_pool(self, asynchronous: bool = False) -> Any:
+        # A channel left open when its connection was collected has a transport without a
+        # client, the connection details kombu builds a pool from: say the connection is
+        # gone, as Celery's teardown expects, rather than fail on the missing details.
+        if getattr(self.connection, "client", ...) is None:
+            raise redis.ConnectionError("the broker connection of this channel was closed")
+        return super()._get_pool(asynchronous=asynchronous)
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:

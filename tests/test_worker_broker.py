@@ -14,7 +14,8 @@ import redis
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
 
-from jobs.queue.liveness import OWNERS_KEY
+from jobs.operations.reaping import reap
+from jobs.queue.liveness import HEARTBEATS_KEY, OWNERS_KEY
 from jobs.store.interface import ItemSeed, ItemStatus, NewBatch, Outcome, Receipt
 from jobs.store.memory_store import MemoryReportStore
 from jobs.store.redis_store import RedisReportStore
@@ -314,3 +315,24 @@ def test_on_a_redis_without_blmove_kombus_own_commands_take_the_message(
     assert redis_client.hget(OWNERS_KEY, receipt.tag) == process_id().encode()  # noted too
     message.ack()
     assert redis_client.hlen(receipt.entries_key) == 0
+
+
+def test_a_channel_that_cannot_give_its_messages_back_leaves_them_to_the_reaper(
+    queue: Any, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, receipt = _delivered(queue, "task-20", {"n": 20})
+    held_by = process_id()
+    assert redis_client.hget(OWNERS_KEY, receipt.tag) == held_by.encode()
+
+    def redis_away(*_: Any, **__: Any) -> None:
+        raise redis.ConnectionError("Redis restarting")
+
+    monkeypatch.setattr(kombu_redis.QoS, "restore_unacked", redis_away)
+    with pytest.raises(redis.ConnectionError):
+        queue.channel.qos.restore_unacked()
+
+    assert process_id() != held_by  # the old name stops beating and lapses
+    seconds, _ = redis_client.time()
+    redis_client.zadd(HEARTBEATS_KEY, {held_by: seconds - 60})
+    assert reap(redis_client, 15, ["broker-test"]).restored == 1
+    assert json.loads(redis_client.lindex("broker-test", 0) or b"")["headers"]["id"] == "task-20"

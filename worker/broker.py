@@ -65,7 +65,7 @@ from kombu.utils.json import loads
 
 from jobs.queue.liveness import HEARTBEATS_KEY, OWNERS_KEY
 from jobs.store.interface import Receipt
-from worker.heartbeat import process_id
+from worker.heartbeat import process_id, renew_identity
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,15 @@ class QoS(kombu_redis.QoS):
             if _by_task.get(task_id) is receipt:
                 del _by_task[task_id]
         self._receipts.clear()
-        return super().restore_unacked(*args, **kwargs)
+        try:
+            return super().restore_unacked(*args, **kwargs)
+        except Exception:
+            # Redis is away: what this channel held stays in `unacked`, noted as this
+            # process's, and the process lives on (its heartbeat too). A new name lets the
+            # old one lapse, so the reaper puts those messages back within seconds, not
+            # after the visibility timeout.
+            renew_identity()
+            raise
 
     def _forget(self, delivery_tag: str) -> Receipt | None:
         found = self._receipts.pop(delivery_tag, None)

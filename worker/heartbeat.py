@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import uuid
+from typing import Any
 
 import redis
 
@@ -34,6 +35,17 @@ def process_id() -> str:
     return _identity[1]
 
 
+def renew_identity() -> str:
+    """A new name for this process: the messages noted under the old one are left to the
+    reaper once it lapses (a channel that could not give them back)."""
+    global _identity
+    old = process_id()
+    _identity = None
+    new = process_id()
+    log.warning("process %s goes on as %s: what it held goes back once %s lapses", old, new, old)
+    return new
+
+
 def beat(client: redis.Redis) -> bool:
     """One beat; True when this process was not listed (first beat, or declared dead)."""
     return bool(client.eval(BEAT, 1, HEARTBEATS_KEY, process_id()))
@@ -41,7 +53,7 @@ def beat(client: redis.Redis) -> bool:
 
 def heartbeat_pump(client: redis.Redis, interval: float) -> Pump:
     """Beats every `interval` seconds for as long as the process lives."""
-    first = [True]
+    first: list[Any] = [True, process_id()]  # first beat yet?, the name last beaten
 
     def tick() -> None:
         try:
@@ -49,11 +61,11 @@ def heartbeat_pump(client: redis.Redis, interval: float) -> Pump:
         except redis.RedisError as exc:  # Redis restarting: beat again next tick
             log.warning("heartbeat not written: %s", exc)
             return
-        if unlisted and not first[0]:
+        if unlisted and not first[0] and process_id() == first[1]:
             # Silent past the lapse (a stalled host, Redis away): the messages this
             # process held went back to the queue, and may run twice (counted once).
             log.warning("process %s was taken for dead; beating again", process_id())
-        first[0] = False
+        first[:] = [False, process_id()]
 
     tick()  # listed before the first task is taken
     return Pump(HEARTBEAT, tick, interval)

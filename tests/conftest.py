@@ -16,6 +16,9 @@ import pytest
 import redis
 
 from jobs.cli.services import free_port, redis_answers, start_redis_server, start_worker, stop
+from jobs.store.interface import ReportStore
+from jobs.store.memory_store import MemoryReportStore
+from jobs.store.redis_store import RedisReportStore
 from tests.helpers import Simulator, WorkerProcess
 
 IN_CI = os.environ.get("CI") == "true"
@@ -138,3 +141,13 @@ def worker(
         yield WorkerProcess(process, Path(log))
     finally:
         stop(process)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[ReportStore]:
+    """Each report store backend in turn: what holds for one must hold for the other."""
+    if request.param == "memory":
+        yield MemoryReportStore()
+        return
+    client: redis.Redis = request.getfixturevalue("redis_client")
+    yield RedisReportStore(client, retention_seconds=3600)

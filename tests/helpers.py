@@ -17,6 +17,8 @@ import redis
 from jobs.batch.intake import read_batch
 from jobs.batch.sources import Format
 from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.operations.self_resume import LOCK_KEY as SELF_RESUME_LOCK_KEY
+from jobs.queue.liveness import HEARTBEATS_KEY, REAPER_LOCK_KEY
 from jobs.store.interface import BatchStatus, ReportStore
 from jobs.store.redis_store import RedisReportStore
 
@@ -107,3 +109,54 @@ def submit_rows(
         options=options,
     )
     return store, batch_id
+
+
+# What a running worker writes on its own every few seconds: its heartbeat and the locks
+# of its sweeps. The session's worker (conftest `worker`) shares the session's Redis.
+WORKERS_OWN_KEYS = frozenset({HEARTBEATS_KEY, REAPER_LOCK_KEY, SELF_RESUME_LOCK_KEY})
+
+
+def stored(client: redis.Redis) -> dict[str, object]:
+    """Every key in the database (but a live worker's own, `WORKERS_OWN_KEYS`) with what it
+    holds: empty when nothing was written; names its writer when something was."""
+    found: dict[str, object] = {}
+    for key in client.scan_iter(count=1000):
+        name = key.decode()
+        if name in WORKERS_OWN_KEYS:
+            continue
+        kind = client.type(key).decode()
+        found[name] = client.zrange(key, 0, 9, withscores=True) if kind == "zset" else kind
+    return found
+
+
+# Short timeouts make a task's longest run (its claim lease) about 14 s, so the broker's
+# visibility timeout, which must outlast it, can be 16 s: a task stranded in `unacked`
+# comes back within a test's patience.
+QUICK_RECOVERY = {
+    "PHONEBATCH_TASK_TIME_BUDGET": "2",
+    "PHONEBATCH_CONNECT_TIMEOUT": "0.5",
+    "PHONEBATCH_READ_TIMEOUT": "0.5",
+    "PHONEBATCH_WRITE_TIMEOUT": "0.5",
+    "PHONEBATCH_POOL_TIMEOUT": "0.5",
+    "PHONEBATCH_VISIBILITY_TIMEOUT": "16",
+}
+QUICK_LEASE = 2 + 4 * 0.5 + 10  # the claim lease QUICK_RECOVERY gives (Settings.claim_lease)
+
+
+def csv_rows(numbers: Sequence[dict[str, object]], assistant: str) -> list[str]:
+    """`id,provider,assistantId` rows moving these numbers to `assistant`."""
+    return [f"{n['id']},{n['provider']},{assistant}" for n in numbers]
+
+
+def progress(store: RedisReportStore, batch_id: str) -> int:
+    """How many of the batch's items have an outcome."""
+    status = store.status(batch_id)
+    assert status is not None
+    return status.counts.total - status.counts.pending
+
+
+def wait_for_progress(store: RedisReportStore, batch_id: str, done: int) -> None:
+    deadline = time.monotonic() + 60
+    while progress(store, batch_id) < done:
+        assert time.monotonic() < deadline, "the batch made no progress"
+        time.sleep(0.02)

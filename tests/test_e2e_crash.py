@@ -20,39 +20,20 @@ from jobs.store.interface import BatchState, ItemStatus, iter_items
 from jobs.store.redis_store import RedisReportStore, batch_key
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers, worker_env
-from tests.helpers import Simulator, WorkerProcess, run_cli, submit_rows, wait_for_batch
+from tests.helpers import (
+    QUICK_RECOVERY,
+    Simulator,
+    WorkerProcess,
+    csv_rows,
+    run_cli,
+    submit_rows,
+    wait_for_batch,
+    wait_for_progress,
+)
 
 pytestmark = pytest.mark.e2e
 
 HEADER = "id,provider,assistantId"
-# Short timeouts make a task's longest run (its claim lease) about 14 s, so the broker's
-# visibility timeout, which must outlast it, can be 16 s: a dead worker's tasks come back
-# within a test's patience.
-QUICK_RECOVERY = {
-    "PHONEBATCH_TASK_TIME_BUDGET": "2",
-    "PHONEBATCH_CONNECT_TIMEOUT": "0.5",
-    "PHONEBATCH_READ_TIMEOUT": "0.5",
-    "PHONEBATCH_WRITE_TIMEOUT": "0.5",
-    "PHONEBATCH_POOL_TIMEOUT": "0.5",
-    "PHONEBATCH_VISIBILITY_TIMEOUT": "16",
-}
-
-
-def _rows(numbers: list[dict[str, object]], assistant: str) -> list[str]:
-    return [f"{n['id']},{n['provider']},{assistant}" for n in numbers]
-
-
-def _progress(store: RedisReportStore, batch_id: str) -> int:
-    status = store.status(batch_id)
-    assert status is not None
-    return status.counts.total - status.counts.pending
-
-
-def _wait_for_progress(store: RedisReportStore, batch_id: str, done: int) -> None:
-    deadline = time.monotonic() + 60
-    while _progress(store, batch_id) < done:
-        assert time.monotonic() < deadline, "the batch made no progress"
-        time.sleep(0.02)
 
 
 @pytest.mark.timeout(240)
@@ -64,9 +45,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
     simulator.set_faults(latency_ms=20)
     env = QUICK_RECOVERY | {"PHONEBATCH_RATE_LIMIT": "60"}
     queue, workers = start_workers(count=2, concurrency=8, **env)
-    store, batch_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_after"))
+    store, batch_id = submit_rows(redis_client, queue, HEADER, csv_rows(numbers, "asst_after"))
 
-    _wait_for_progress(store, batch_id, 180)  # about 30%
+    wait_for_progress(store, batch_id, 180)  # about 30%
     os.killpg(workers[0].process.pid, signal.SIGKILL)
     workers[0].process.wait(timeout=10)
     _, more = start_workers(count=1, concurrency=8, queue=queue, **env)
@@ -105,8 +86,8 @@ def test_a_redis_restart_mid_batch_keeps_every_worker_and_loses_nothing(
         for n in range(3):  # one Celery process each: nothing would start one that exits
             log = tmp_path / f"worker-{n}.log"
             workers.append(WorkerProcess(start_worker(env=env | QUICK_RECOVERY, log=log), log))
-        store, batch_id = submit_rows(client, "q-restart", HEADER, _rows(numbers, "asst_r"))
-        _wait_for_progress(store, batch_id, 150)
+        store, batch_id = submit_rows(client, "q-restart", HEADER, csv_rows(numbers, "asst_r"))
+        wait_for_progress(store, batch_id, 150)
 
         stop(server)  # SIGTERM: Redis writes its append-only file and exits
         server = start_redis_server(port, directory, appendonly=True)
@@ -139,8 +120,8 @@ def test_cancel_mid_batch_sends_nothing_more_for_cancelled_items(
     numbers = generate_numbers(300, seed=43)
     simulator.reset(numbers)
     queue, workers = start_workers(count=2, concurrency=8, PHONEBATCH_RATE_LIMIT="20")
-    store, batch_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_x"))
-    _wait_for_progress(store, batch_id, 40)
+    store, batch_id = submit_rows(redis_client, queue, HEADER, csv_rows(numbers, "asst_x"))
+    wait_for_progress(store, batch_id, 40)
 
     result = run_cli("cancel", batch_id, env={"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue})
     cancelled_at = time.time()
@@ -175,7 +156,7 @@ def test_retry_makes_a_linked_batch_of_the_failed_items(
     simulator.reset(numbers[:10])  # the last five are unknown to the API for now
     queue, workers = start_workers(count=1, concurrency=4)
     env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
-    store, parent_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_y"))
+    store, parent_id = submit_rows(redis_client, queue, HEADER, csv_rows(numbers, "asst_y"))
     first = wait_for_batch(store, parent_id, workers)
     assert (first.counts.succeeded, first.counts.failed) == (10, 5)
     simulator.reset(numbers)  # now the API knows them
@@ -199,7 +180,7 @@ def lost_batch(redis_client: redis.Redis) -> tuple[RedisReportStore, str, str]:
     numbers = generate_numbers(50, seed=45)
     # One task per number from the start (no listing first): the test loses some of them.
     store, batch_id = submit_rows(
-        redis_client, "q-lost", HEADER, _rows(numbers, "asst_z"),
+        redis_client, "q-lost", HEADER, csv_rows(numbers, "asst_z"),
         options=BatchOptions(read_first=False),
     )  # fmt: skip
     return store, batch_id, "q-lost"

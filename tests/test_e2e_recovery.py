@@ -11,27 +11,13 @@ import pytest
 import redis
 
 from jobs.store.interface import BatchState, ItemStatus, iter_items
-from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
-from tests.helpers import Simulator, submit_rows, wait_for_batch
+from tests.helpers import Simulator, csv_rows, submit_rows, wait_for_batch, wait_for_progress
 
 pytestmark = pytest.mark.e2e
 
 HEADER = "id,provider,assistantId"
-
-
-def _rows(numbers: list[dict[str, object]], assistant: str) -> list[str]:
-    return [f"{n['id']},{n['provider']},{assistant}" for n in numbers]
-
-
-def _wait_until_done(store: RedisReportStore, batch_id: str, done: int) -> None:
-    deadline = time.monotonic() + 60
-    while (
-        status := store.status(batch_id)
-    ) is None or status.counts.total - status.counts.pending < done:
-        assert time.monotonic() < deadline, "the batch made no progress"
-        time.sleep(0.02)
 
 
 @pytest.mark.timeout(180)
@@ -43,9 +29,9 @@ def test_a_killed_worker_hosts_tasks_come_back_within_seconds_not_the_visibility
     simulator.set_faults(latency_ms=20)
     # Two worker hosts at the default visibility timeout (300 s) and heartbeat (5 s).
     queue, workers = start_workers(count=2, concurrency=8, PHONEBATCH_RATE_LIMIT="40")
-    store, batch_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_beat"))
+    store, batch_id = submit_rows(redis_client, queue, HEADER, csv_rows(numbers, "asst_beat"))
 
-    _wait_until_done(store, batch_id, 180)  # 30%
+    wait_for_progress(store, batch_id, 180)  # 30%
     os.killpg(workers[0].process.pid, signal.SIGKILL)
     killed_at = time.monotonic()
     workers[0].process.wait(timeout=10)
@@ -75,8 +61,8 @@ def test_a_batch_whose_queued_tasks_were_lost_resumes_by_itself(
     queue, workers = start_workers(
         count=1, concurrency=4, PHONEBATCH_RATE_LIMIT="40", PHONEBATCH_SELF_RESUME_AFTER="3"
     )
-    store, batch_id = submit_rows(redis_client, queue, HEADER, _rows(numbers, "asst_lost"))
-    _wait_until_done(store, batch_id, 50)
+    store, batch_id = submit_rows(redis_client, queue, HEADER, csv_rows(numbers, "asst_lost"))
+    wait_for_progress(store, batch_id, 50)
 
     lost = redis_client.llen(queue)
     redis_client.delete(queue)  # every queued task gone; the batch's records stay

@@ -26,7 +26,15 @@ from jobs.store.interface import BatchState, BatchStatus, ItemStatus, iter_items
 from jobs.store.redis_store import RedisReportStore, snapshots_key
 from simulator.state import generate_numbers
 from tests.conftest import worker_env
-from tests.helpers import Simulator, WorkerProcess, submit_rows, wait_for_batch
+from tests.helpers import (
+    QUICK_LEASE,
+    QUICK_RECOVERY,
+    Simulator,
+    WorkerProcess,
+    progress,
+    submit_rows,
+    wait_for_batch,
+)
 from tests.sentinel import SentinelGroup, start_sentinel_group
 
 pytestmark = pytest.mark.e2e
@@ -34,17 +42,6 @@ pytestmark = pytest.mark.e2e
 HEADER = "id,provider,assistantId,name"
 QUEUE = "q-sentinel"
 TOTAL = 300
-# A task's longest run (its claim lease) of about 14 s, so the broker's visibility timeout
-# can be 16 s: a message a worker held when its outcome was lost comes back in the test.
-QUICK_RECOVERY = {
-    "PHONEBATCH_TASK_TIME_BUDGET": "2",
-    "PHONEBATCH_CONNECT_TIMEOUT": "0.5",
-    "PHONEBATCH_READ_TIMEOUT": "0.5",
-    "PHONEBATCH_WRITE_TIMEOUT": "0.5",
-    "PHONEBATCH_POOL_TIMEOUT": "0.5",
-    "PHONEBATCH_VISIBILITY_TIMEOUT": "16",
-}
-LEASE = 2 + 4 * 0.5 + 10
 
 
 @pytest.fixture
@@ -65,12 +62,6 @@ def _client(group: SentinelGroup) -> redis.Redis:
     )  # fmt: skip
 
 
-def _progress(store: RedisReportStore, batch_id: str) -> int:
-    status = store.status(batch_id)
-    assert status is not None
-    return status.counts.total - status.counts.pending
-
-
 def _finish(
     store: RedisReportStore, client: redis.Redis, batch_id: str, worker: WorkerProcess
 ) -> tuple[BatchStatus, int]:
@@ -80,8 +71,8 @@ def _finish(
     while not (status := store.status(batch_id)) or not status.done:
         assert time.monotonic() < deadline, f"not done: {status}\n{worker.log_tail()}"
         assert worker.process.poll() is None, worker.log_tail()
-        if status is not None and is_stalled(client, QUEUE, status, stale_after=LEASE):
-            resume(store, client, QUEUE, batch_id, stale_after=LEASE)
+        if status is not None and is_stalled(client, QUEUE, status, stale_after=QUICK_LEASE):
+            resume(store, client, QUEUE, batch_id, stale_after=QUICK_LEASE)
             resumed += 1
         time.sleep(0.1)
     return status, resumed
@@ -121,7 +112,7 @@ def test_a_failover_mid_batch_completes_with_exact_counts_and_true_snapshots(
     try:
         rows = [f"{n['id']},{n['provider']},asst_failover,Moved {i}" for i, n in enumerate(numbers)]
         store, batch_id = submit_rows(client, QUEUE, HEADER, rows)
-        while _progress(store, batch_id) < TOTAL // 3:
+        while progress(store, batch_id) < TOTAL // 3:
             assert worker.process.poll() is None, worker.log_tail()
             time.sleep(0.02)
         _assert_snapshots_on_the_replica(group, store, batch_id)
@@ -130,11 +121,11 @@ def test_a_failover_mid_batch_completes_with_exact_counts_and_true_snapshots(
             # Shorter than a snapshot's wait for a replica (1 s): no item is sent whose
             # snapshot the replica lacks; outcomes recorded meanwhile are lost.
             time.sleep(0.5)
-            acknowledged = _progress(store, batch_id)
+            acknowledged = progress(store, batch_id)
             began = time.monotonic()
             old = group.kill_primary()
         failover = group.wait_for_failover(old)
-        kept = _progress(store, batch_id)  # on the new primary (workers add to it meanwhile)
+        kept = progress(store, batch_id)  # on the new primary (workers add to it meanwhile)
         final, resumed = _finish(store, client, batch_id, worker)
         took = time.monotonic() - began
 

@@ -23,7 +23,7 @@ from jobs.batch.text import (
     printable,
     text_problem,
 )
-from tests.helpers import run_cli
+from tests.helpers import run_cli, stored
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_submit_of_bytes_that_are_not_utf8_exits_2_and_writes_nothing(
     stderr = done.stderr.decode("utf-8", "replace")
     assert done.returncode == 2, stderr
     assert "row 2" in stderr and "Traceback" not in stderr
-    assert redis_client.dbsize() == 0  # no batch record, no item, no task
+    assert stored(redis_client) == {}  # no batch record, no item, no task
 
 
 def test_printable_escapes_what_a_terminal_would_run() -> None:
@@ -281,4 +281,4 @@ def test_the_issues_inputs_exit_2_with_nothing_written(
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and ("row" in done.stderr + done.stdout
                                                or "line" in done.stderr)  # fmt: skip
-    assert redis_client.dbsize() == 0
+    assert stored(redis_client) == {}

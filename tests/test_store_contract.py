@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 
 from jobs.operations.recovery import is_quiet
@@ -25,15 +23,6 @@ from jobs.store.interface import (
 )
 from jobs.store.memory_store import MemoryReportStore
 from jobs.store.redis_store import RedisReportStore, batch_key, items_key, parked_key
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[ReportStore]:
-    if request.param == "memory":
-        yield MemoryReportStore()
-        return
-    client: redis.Redis = request.getfixturevalue("redis_client")
-    yield RedisReportStore(client, retention_seconds=3600)
 
 
 def _create(store: ReportStore, batch_id: str = "b1", total: int = 3) -> None:

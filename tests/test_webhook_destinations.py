@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from jobs.operations.destinations import Destinations, webhook_problem
-from tests.helpers import run_cli
+from tests.helpers import run_cli, stored
 from worker.webhook_pump import WebhookFailed, post_once, webhook_pump
 
 STRICT = Destinations()
@@ -169,4 +169,4 @@ def test_the_cli_refuses_an_internal_webhook_at_submit_and_writes_nothing(
         done = run_cli("submit", str(path), "--webhook", url, env={"REDIS_URL": redis_url})
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1 and "webhook" in done.stderr
-    assert redis_client.dbsize() == 0
+    assert stored(redis_client) == {}

@@ -6,7 +6,6 @@ sweep; every delivery of a batch's webhook carries the same delivery id."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -34,15 +33,6 @@ from worker.webhook_pump import _sending, send
 
 URL = "https://hooks.example.com/h"
 LAPSE = 15.0
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[ReportStore]:
-    if request.param == "memory":
-        yield MemoryReportStore()
-        return
-    client: redis.Redis = request.getfixturevalue("redis_client")
-    yield RedisReportStore(client, retention_seconds=3600)
 
 
 @pytest.fixture

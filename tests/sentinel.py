@@ -148,8 +148,12 @@ class LinkProxy:
         while not self._closed:
             try:
                 replica, _ = self._listener.accept()
-                primary = socket.create_connection(("127.0.0.1", self._target), timeout=2)
             except OSError:
+                continue
+            try:
+                primary = socket.create_connection(("127.0.0.1", self._target), timeout=2)
+            except OSError:  # the primary is dead: the replica's attempt ends here
+                replica.close()
                 continue
             primary.settimeout(None)
             self._sockets += [replica, primary]

@@ -90,3 +90,28 @@ def test_one_sweep_at_a_time(redis_client: redis.Redis) -> None:
     assert reap(redis_client, 15, [QUEUE]).restored == 0
     redis_client.delete("phonebatch:reaper")
     assert reap(redis_client, 15, [QUEUE]).restored == 1
+
+
+def test_a_message_taken_again_by_a_live_worker_keeps_its_new_holder(
+    redis_client: redis.Redis,
+) -> None:
+    _beat(redis_client, "dead", ago=60)
+    _beat(redis_client, "alive", ago=0)
+    _hold(redis_client, "t1", "dead")
+    redis_client.hset(OWNERS_KEY, "t1", "alive")  # restored, then popped by a live worker
+
+    assert reap(redis_client, 15, [QUEUE]).restored == 0
+    assert redis_client.hget(OWNERS_KEY, "t1") == b"alive"
+    assert redis_client.hexists(UNACKED_KEY, "t1") and redis_client.llen(QUEUE) == 0
+
+
+def test_after_an_outage_that_silenced_everyone_nobody_is_taken_for_dead_at_once(
+    redis_client: redis.Redis,
+) -> None:
+    _beat(redis_client, "me", ago=60)  # the sweeper's own beat lapsed too: Redis was away
+    _beat(redis_client, "other", ago=60)
+    _hold(redis_client, "t1", "other")
+
+    assert reap(redis_client, 15, [QUEUE], me="me").restored == 0
+    _beat(redis_client, "me", ago=0)  # its heartbeat is back; the other stayed silent
+    assert reap(redis_client, 15, [QUEUE], me="me").restored == 1

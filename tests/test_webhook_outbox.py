@@ -78,6 +78,20 @@ def test_a_taken_webhook_is_one_deliverers_until_its_outcome(store: ReportStore)
     assert store.take_due_webhook("w1") is None
 
 
+def test_a_delivery_that_ended_without_an_outcome_goes_back_once(store: ReportStore) -> None:
+    _ended(store)
+    assert store.take_due_webhook("w1") == "b1"
+
+    store.give_back_webhook("b1", "w2")  # not w2's: nothing moves
+    assert _webhook_status(store) == "delivering" and store.take_due_webhook("w2") is None
+    store.give_back_webhook("b1", "w1")
+    store.give_back_webhook("b1", "w1")  # once only
+
+    assert _webhook_status(store) == "pending"
+    assert store.take_due_webhook("w2") == "b1"
+    assert store.take_due_webhook("w3") is None
+
+
 def test_a_late_failure_never_hides_a_delivery(store: ReportStore) -> None:
     _ended(store)
     assert store.take_due_webhook("w1") == "b1"

@@ -36,7 +36,9 @@
    Here the close goes on past a dead connection, and a channel whose transport is gone
    raises a connection error instead of building a pool, which Celery handles as the
    lost connection it is. Messages it could not give back wait in `unacked`, as for any
-   close while Redis is down, and return after the visibility timeout.
+   close while Redis is down; the process goes on under a new heartbeat name
+   (`QoS.restore_unacked`), so the old one lapses and the reaper puts them back within
+   seconds (the visibility timeout is the last resort).
 
 None of kombu's names used here is public. `pyproject.toml` allows only the kombu
 releases this was read against and tested with (5.7), and `transport_path` checks at
@@ -63,7 +65,7 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from jobs.queue.liveness import HEARTBEATS_KEY, OWNERS_KEY
+from jobs.queue.liveness import BEAT, HEARTBEATS_KEY, OWNERS_KEY
 from jobs.store.interface import Receipt
 from worker.heartbeat import process_id, renew_identity
 
@@ -168,7 +170,7 @@ return false
 def note_holder(pipe: Any, delivery_tag: str) -> None:
     """Note this process as the holder of a message kombu's own pop took."""
     pipe.hset(OWNERS_KEY, delivery_tag, process_id())
-    pipe.zadd(HEARTBEATS_KEY, {process_id(): time.time()}, nx=True)
+    pipe.eval(BEAT, 1, HEARTBEATS_KEY, process_id())  # by the server's clock, as beats are
     pipe.execute()
 
 

@@ -15,7 +15,7 @@ from jobs.operations.reaping import reap
 from jobs.operations.self_resume import resume_stalled
 from jobs.queue.liveness import MISSED_BEATS
 from jobs.store.redis_store import RedisReportStore
-from worker.heartbeat import heartbeat_pump
+from worker.heartbeat import heartbeat_pump, process_id
 from worker.pump import Pump
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def reaper_pump(client: redis.Redis, interval: float, queues: Collection[str]) -
 
     def tick() -> None:
         try:
-            reaped = reap(client, lapse, queues)
+            reaped = reap(client, lapse, queues, me=process_id())
         except redis.RedisError as exc:
             log.warning("could not look for dead workers: %s", exc)
             return

@@ -157,8 +157,8 @@ def _sending(
 ) -> Callable[[str], None]:
     """One delivery, with retry state of its own, tried again while Redis is away (it
     posts again if only the record failed: the same delivery id, for the receiver to
-    drop). Any other error leaves the webhook in flight: it goes back to the outbox when
-    this process ends."""
+    drop). Any other error puts the webhook back in the outbox for another try; if Redis
+    cannot even take that, it waits in flight until this process ends."""
     retrying = Retrying(
         retry=retry_if_exception_type(redis.RedisError),
         wait=wait_random_exponential(multiplier=0.5, max=10),
@@ -171,8 +171,12 @@ def _sending(
             for attempt in retrying:
                 with attempt:
                     send(store, client, batch_id, secret, rules=rules, owner=owner)
-        except Exception:  # the pool keeps going; the batch's status says delivering
-            log.exception("webhook for batch %s", batch_id)
+        except Exception:  # the pool keeps going; the webhook goes back to the outbox
+            log.exception("webhook for batch %s; put back in the outbox", batch_id)
+            try:
+                store.give_back_webhook(batch_id, owner)
+            except Exception:  # Redis still away: it waits in flight until this process ends
+                log.exception("webhook for batch %s could not be put back", batch_id)
 
     return deliver
 
@@ -200,13 +204,18 @@ def webhook_pump(
     def tick() -> None:
         owner = process_id()  # asked each time: a forked child is another process
         while free.acquire(blocking=False):
-            batch_id = store.take_due_webhook(owner)
-            if batch_id is None:
+            try:
+                batch_id = store.take_due_webhook(owner)
+                if batch_id is None:
+                    free.release()
+                    return
+                deliver = _sending(store, client, secret, rules, owner)
+                name = f"phonebatch-webhook-{batch_id}"
+                threading.Thread(
+                    target=run, args=(deliver, batch_id), name=name, daemon=True
+                ).start()
+            except BaseException:  # Redis away: the slot is free again for the next tick
                 free.release()
-                return
-            deliver = _sending(store, client, secret, rules, owner)
-            name = f"phonebatch-webhook-{batch_id}"
-            thread = threading.Thread(target=run, args=(deliver, batch_id), name=name, daemon=True)
-            thread.start()
+                raise
 
     return Pump("phonebatch-webhooks", tick, interval)

@@ -3,9 +3,11 @@
 A worker process beats (`jobs.queue.liveness`) and the transport notes which process holds
 each unacknowledged message. `reap`, run by every live worker every few seconds (one at a
 time, under a short lock), finds the processes whose beats lapsed and puts their messages
-back with kombu's own one-message restore (`RESTORE`): only the caller that removes the
-message's `unacked` entry pushes it, so a message goes back exactly once, whether this
-sweep, kombu's visibility-timeout sweep or a late ack gets there first. The message keeps
+back, each in one script (`RESTORE_HELD`) that, like kombu's own one-message restore,
+pushes only if it removes the message's `unacked` entry, and only while the message is
+still noted as the dead process's: a message goes back exactly once, whether this sweep,
+kombu's visibility-timeout sweep or a late ack gets there first, and a message already
+taken again by a live worker keeps that worker's note. The message keeps
 its task id, so the run that takes it retakes the dead run's claim on the item (the same
 owner) at once, and the item's outcome is still recorded once.
 """
@@ -20,8 +22,16 @@ from typing import Any
 
 import redis
 
-from jobs.queue.keys import RESTORE, UNACKED_INDEX_KEY, UNACKED_KEY
-from jobs.queue.liveness import HEARTBEATS_KEY, LAPSED, OWNERS_KEY, PRUNE_OWNERS, REAPER_LOCK_KEY
+from jobs.queue.keys import RELEASE_LOCK, UNACKED_INDEX_KEY, UNACKED_KEY
+from jobs.queue.liveness import (
+    FORGET_LAPSED,
+    HEARTBEATS_KEY,
+    LAPSED,
+    OWNERS_KEY,
+    PRUNE_OWNERS,
+    REAPER_LOCK_KEY,
+    RESTORE_HELD,
+)
 
 _CHUNK = 500
 
@@ -39,39 +49,43 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def reap(client: redis.Redis, lapse: float, queues: Collection[str]) -> Reaped:
+def reap(
+    client: redis.Redis, lapse: float, queues: Collection[str], me: str | None = None
+) -> Reaped:
     """One sweep: the messages of processes silent for `lapse` seconds go back to their
-    queue (only to one of `queues`; any other waits for kombu's visibility timeout)."""
+    queue (only to one of `queues`; any other waits for kombu's visibility timeout). `me`,
+    the sweeping process: if even it looks silent, Redis was away for everyone, and this
+    round gives the others time to beat again instead of taking them all for dead."""
     token = uuid.uuid4().hex
     if not client.set(REAPER_LOCK_KEY, token, nx=True, px=int(max(lapse, 1) * 1000)):
         return Reaped()  # another worker is sweeping
     try:
         dead = {_text(p) for p in client.eval(LAPSED, 1, HEARTBEATS_KEY, lapse)}
+        if me is not None and me in dead:
+            return Reaped()
         restored = pruned = 0
         waiting: set[str] = set()  # dead processes holding messages for other queues
         for chunk in _owner_chunks(client):
-            done: list[str] = []
             for tag, owner in chunk:
-                if owner not in dead:
-                    continue
-                outcome = _restore(client, tag, queues)
-                if outcome is None:
-                    waiting.add(owner)  # for a worker of that queue to put back
-                else:
-                    restored += outcome
-                    done.append(tag)
-            if done:
-                client.hdel(OWNERS_KEY, *done)
+                if owner in dead:
+                    outcome = _restore(client, tag, owner, lapse, queues)
+                    if outcome is None:
+                        waiting.add(owner)  # for a worker of that queue to put back
+                    restored += outcome or 0
             rest = [tag for tag, owner in chunk if owner not in dead]
             if rest:
                 pruned += int(client.eval(PRUNE_OWNERS, 2, OWNERS_KEY, UNACKED_KEY, *rest))
-        gone = dead - waiting
+        gone = sorted(dead - waiting)
         if gone:
-            client.zrem(HEARTBEATS_KEY, *gone)
-        return Reaped(tuple(sorted(gone)), restored, pruned)
+            client.eval(FORGET_LAPSED, 1, HEARTBEATS_KEY, lapse, *gone)
+        return Reaped(tuple(gone), restored, pruned)
     finally:
-        if _text(client.get(REAPER_LOCK_KEY) or b"") == token:
-            client.delete(REAPER_LOCK_KEY)
+        _release(client, token)
+
+
+def _release(client: redis.Redis, token: str) -> None:
+    """The lock, if it is still this sweep's (it may have expired and been taken)."""
+    client.eval(RELEASE_LOCK, 1, REAPER_LOCK_KEY, token)
 
 
 def _owner_chunks(client: redis.Redis) -> Iterable[list[tuple[str, str]]]:
@@ -85,21 +99,22 @@ def _owner_chunks(client: redis.Redis) -> Iterable[list[tuple[str, str]]]:
         yield chunk
 
 
-def _restore(client: redis.Redis, tag: str, queues: Collection[str]) -> int | None:
-    """Put one held message back on its queue (1); 0 if it was acknowledged or restored
-    meanwhile; None if it is bound for a queue this worker does not serve."""
+def _restore(
+    client: redis.Redis, tag: str, owner: str, lapse: float, queues: Collection[str]
+) -> int | None:
+    """Put one message of a dead process back on its queue (1); 0 if it was acknowledged,
+    restored or taken by another meanwhile; None if it is bound for a queue this worker
+    does not serve."""
     payload: Any = client.hget(UNACKED_KEY, tag)
-    if payload is None:
-        return 0
-    message, _exchange, routing_key = json.loads(payload)
-    if routing_key not in queues:
-        return None
-    _mark_redelivered(message)
-    return int(
-        client.eval(
-            RESTORE, 3, UNACKED_KEY, UNACKED_INDEX_KEY, routing_key, tag, json.dumps(message)
-        )
-    )
+    message, queue = "", next(iter(queues), "")
+    if payload is not None:
+        found, _exchange, routing_key = json.loads(payload)
+        if routing_key not in queues:
+            return None
+        _mark_redelivered(found)
+        message, queue = json.dumps(found), routing_key
+    keys = [OWNERS_KEY, UNACKED_KEY, UNACKED_INDEX_KEY, queue, HEARTBEATS_KEY]
+    return int(client.eval(RESTORE_HELD, len(keys), *keys, tag, owner, lapse, message))
 
 
 def _mark_redelivered(message: dict[str, Any]) -> None:

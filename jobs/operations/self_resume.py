@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import redis
 
 from jobs.operations.recovery import Resumed, is_quiet, is_stalled, resume
+from jobs.queue.keys import RELEASE_LOCK
 from jobs.store.interface import BatchState, BatchStatus
 from jobs.store.redis_store import RedisReportStore
 
@@ -76,8 +77,7 @@ def resume_stalled(
                 looked.pop(batch_id, None)
         return done
     finally:
-        if client.get(LOCK_KEY) == token.encode():
-            client.delete(LOCK_KEY)
+        client.eval(RELEASE_LOCK, 1, LOCK_KEY, token)  # if still ours
 
 
 def is_quiet_now(client: redis.Redis, status: BatchStatus, quiet_after: float) -> bool:

@@ -27,3 +27,11 @@ return 1
 def deferred_key(queue: str) -> str:
     """The sorted set of items handed back to `queue` with a countdown (`deferral`)."""
     return f"phonebatch:deferred:{queue}"
+
+
+# KEYS: 1 a lock. ARGV: 1 the token its holder set. Deletes the lock only if it is still
+# that holder's (it may have expired and been taken by another).
+RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""

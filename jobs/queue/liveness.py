@@ -42,3 +42,37 @@ for i = 1, #ARGV do
 end
 return gone
 """
+
+# KEYS: 1 owners, 2 unacked hash, 3 unacked index, 4 the queue, 5 heartbeats. ARGV: 1 the
+# delivery tag, 2 its dead holder, 3 lapse (s), 4 the message to put back ('' if there
+# was none to read). Puts one message of a dead process back, in one step and only if it
+# is still that process's and the process is still silent: a message restored and taken
+# by a live worker meanwhile carries that worker's note, which stays. Returns 1 if it
+# went back, 0 if not (another holder now, the holder beat again, or acknowledged).
+RESTORE_HELD = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local beat = tonumber(redis.call('ZSCORE', KEYS[5], ARGV[2]))
+if beat and beat >= now - tonumber(ARGV[3]) then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if ARGV[4] == '' or redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('RPUSH', KEYS[4], ARGV[4])
+return 1
+"""
+
+# KEYS: 1 heartbeats. ARGV: 1 lapse (s), 2... process ids. Forgets those still silent
+# (one that beat again since it was found dead stays listed). Returns how many went.
+FORGET_LAPSED = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local gone = 0
+for i = 2, #ARGV do
+  local beat = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[i]))
+  if beat and beat < now - tonumber(ARGV[1]) then
+    gone = gone + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return gone
+"""

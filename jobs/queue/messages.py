@@ -4,7 +4,7 @@
 protocol 2 in kombu's Redis envelope) less the fields a Celery worker reads with a default
 equal to the value Celery writes (`DEFAULTED`): a queued task is most of the Redis memory
 a batch takes, and those fields were a quarter of it (1,176 bytes a queued update task
-before, 870 after). `tests/test_messages.py` checks it field by field against a message
+before, 748 after). `tests/test_messages.py` checks it field by field against a message
 Celery itself wrote, and the end-to-end tests have real workers run it.
 A `MessageTemplate` is that same message with the parts that vary per task left open:
 a batch of 100,000 tasks fills one template instead of dumping 100,000 envelopes.

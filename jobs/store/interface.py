@@ -407,6 +407,12 @@ class ReportStore(Protocol):
         gone, in one step. A `failed` never overwrites a `delivered`."""
         ...
 
+    def give_back_webhook(self, batch_id: str, owner: str) -> None:
+        """`owner`'s delivery in flight, which ended without an outcome, back in the
+        outbox (status `pending`) for any sender to take: in one step, and only while it
+        is still `owner`'s."""
+        ...
+
     def items(self, batch_id: str, start: int = 0, limit: int = 500) -> list[ItemRecord]:
         """Items `start` .. `start + limit - 1`, in the batch's order."""
         ...

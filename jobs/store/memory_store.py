@@ -307,6 +307,17 @@ class MemoryReportStore:
                 outcome = replace(webhook, status=status, attempts=attempts, error=error)
                 entry.status = replace(entry.status, webhook=outcome)
 
+    def give_back_webhook(self, batch_id: str, owner: str) -> None:
+        with self._lock:
+            if self._webhooks_delivering.get(batch_id) != owner:
+                return
+            del self._webhooks_delivering[batch_id]
+            entry = self._batches.get(batch_id)
+            webhook = entry.status.webhook if entry else None
+            if entry and webhook and webhook.status == "delivering":
+                entry.status = replace(entry.status, webhook=replace(webhook, status="pending"))
+                self._webhooks_due.append(batch_id)
+
     def _ended(self, entry: _Batch) -> None:
         webhook = entry.status.webhook
         if entry.status.counts.pending <= 0 and webhook and webhook.status == "waiting":

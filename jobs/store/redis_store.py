@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -158,6 +158,7 @@ class RedisReportStore:
         self._take_webhook = client.register_script(scripts.TAKE_WEBHOOK)
         self._record_webhook = client.register_script(scripts.RECORD_WEBHOOK)
         self._return_webhooks = client.register_script(scripts.RETURN_WEBHOOKS)
+        self._give_back = client.register_script(scripts.GIVE_BACK_WEBHOOK)
 
     @property
     def client(self) -> redis.Redis:
@@ -394,9 +395,13 @@ class RedisReportStore:
     def halt(self, batch_id: str, reason: str) -> None:
         self._redis.hsetnx(batch_key(batch_id), "halted_reason", reason)
 
-    def unfinished(self, limit: int = 1000) -> list[str]:
-        """Live batches, oldest first, not yet seen ended (`forget_finished`)."""
-        return [_text(i) for i in self._redis.zrange(UNFINISHED_KEY, 0, limit - 1)]
+    def unfinished(self, page: int = 1000) -> Iterator[str]:
+        """Live batches, oldest first, not yet seen ended (`forget_finished`), a page of
+        ids at a time."""
+        start = 0
+        while ids := self._redis.zrange(UNFINISHED_KEY, start, start + page - 1):
+            yield from (_text(i) for i in ids)
+            start += page
 
     def forget_finished(self, batch_ids: list[str]) -> None:
         if batch_ids:
@@ -419,6 +424,10 @@ class RedisReportStore:
     ) -> None:
         keys = [batch_key(batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
         self._record_webhook(keys=keys, args=[batch_id, owner, status, attempts, error or ""])
+
+    def give_back_webhook(self, batch_id: str, owner: str) -> None:
+        keys = [batch_key(batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
+        self._give_back(keys=keys, args=[batch_id, owner])
 
     def return_lapsed_webhooks(self, lapse: float) -> list[str]:
         """Webhooks in flight whose deliverer has not beaten for `lapse` seconds (or is

@@ -323,6 +323,18 @@ redis.call('HSET', KEYS[1], 'webhook_status', ARGV[3], 'webhook_attempts', ARGV[
 return 1
 """
 
+# KEYS: B, webhooks in flight, due webhooks set. ARGV: 1 batch id, 2 owner.
+# The owner's delivery, ended without an outcome, back in the outbox ('pending'); nothing
+# if it is no longer the owner's (put back already, or recorded). Returns 1 if it went.
+GIVE_BACK_WEBHOOK = """
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[1], 'webhook_status') ~= 'delivering' then return 0 end
+redis.call('HSET', KEYS[1], 'webhook_status', 'pending')
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
+
 # KEYS: webhooks in flight, due webhooks set, heartbeats (`jobs.queue.liveness`). ARGV:
 # 1 lapse (s), 2 and 3 B's name around the id.
 # Every webhook in flight whose owner has not beaten for the lapse goes back to the due

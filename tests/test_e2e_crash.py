@@ -4,8 +4,6 @@ retried and resumed, with real processes."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -34,35 +32,6 @@ from tests.helpers import (
 pytestmark = pytest.mark.e2e
 
 HEADER = "id,provider,assistantId"
-
-
-@pytest.mark.timeout(240)
-def test_a_worker_killed_mid_batch_loses_nothing_and_counts_nothing_twice(
-    redis_client: redis.Redis, simulator: Simulator, start_workers: StartWorkers
-) -> None:
-    numbers = generate_numbers(600, seed=41)
-    simulator.reset(numbers)
-    simulator.set_faults(latency_ms=20)
-    env = QUICK_RECOVERY | {"PHONEBATCH_RATE_LIMIT": "60"}
-    queue, workers = start_workers(count=2, concurrency=8, **env)
-    store, batch_id = submit_rows(redis_client, queue, HEADER, csv_rows(numbers, "asst_after"))
-
-    wait_for_progress(store, batch_id, 180)  # about 30%
-    os.killpg(workers[0].process.pid, signal.SIGKILL)
-    workers[0].process.wait(timeout=10)
-    _, more = start_workers(count=1, concurrency=8, queue=queue, **env)
-
-    final = wait_for_batch(store, batch_id, [workers[1], *more], timeout=200)
-
-    assert final.state is BatchState.COMPLETED
-    assert final.counts.as_dict() == {
-        "total": 600, "pending": 0, "succeeded": 600, "failed": 0, "skipped": 0, "cancelled": 0,
-    }  # fmt: skip
-    items = list(iter_items(store, batch_id, 600))
-    assert len(items) == 600 and {r.status for r in items} == {ItemStatus.SUCCEEDED}
-    state = simulator.numbers()
-    assert all(state[str(n["id"])]["assistantId"] == "asst_after" for n in numbers)
-    assert len({r["id"] for r in simulator.requests("PATCH")}) == 600
 
 
 @pytest.mark.timeout(240)

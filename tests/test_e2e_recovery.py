@@ -49,6 +49,7 @@ def test_a_killed_worker_hosts_tasks_come_back_within_seconds_not_the_visibility
     assert {r.status for r in iter_items(store, batch_id, 600)} == {ItemStatus.SUCCEEDED}
     state = simulator.numbers()
     assert all(state[str(n["id"])]["assistantId"] == "asst_beat" for n in numbers)
+    assert len({r["id"] for r in simulator.requests("PATCH")}) == 600
     assert "put back on the queue" in workers[1].log.read_text()
 
 

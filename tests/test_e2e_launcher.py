@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from jobs.cli.services import free_port, wait_until
+from jobs.cli.services import ServiceError, free_port, wait_until
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, submit_rows, wait_for_batch
@@ -29,6 +30,17 @@ def _items_done(port: int) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     lines = [line for line in text.splitlines() if line.startswith("phonebatch_items_total{")]
     return sum(float(line.split()[-1]) for line in lines)
+
+
+def _bindable(port: int) -> bool:
+    """Nothing listens on the port (a Redis or another server would not answer HTTP, but
+    would take the port a worker process needs for its metrics)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _answers(port: int) -> bool:
@@ -48,12 +60,15 @@ def test_one_command_runs_processes_that_share_the_work_and_come_back(
     simulator.reset(numbers)
     simulator.set_faults(latency_ms=30)  # long enough that both processes get work
     port = free_port()
-    while not all(_answers(p) is False for p in (port, port + 1)):
+    while not (_bindable(port) and _bindable(port + 1)):
         port = free_port()
     queue, (launcher,) = start_workers(
         processes=2, concurrency=4, PHONEBATCH_METRICS_PORT=str(port)
     )
-    wait_until(lambda: _answers(port) and _answers(port + 1), timeout=60, what="both processes")
+    try:
+        wait_until(lambda: _answers(port) and _answers(port + 1), timeout=60, what="both")
+    except ServiceError as exc:
+        raise AssertionError(f"{exc}\n{launcher.log_tail()}") from None
     first = _children(launcher.process.pid)
     assert len(first) == 2, launcher.log_tail()
 

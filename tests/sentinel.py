@@ -100,8 +100,9 @@ class SentinelGroup:
 
     def _primary_of(self, sentinel_port: int) -> int | None:
         try:
-            address: Any = self.sentinel(sentinel_port).sentinel_get_master_addr_by_name(
-                self.master
+            # The raw reply: redis-py 6.4's parser of it fails (see `_sentinels_ready`).
+            address: Any = self.sentinel(sentinel_port).execute_command(
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master
             )
             return int(address[1])
         except (redis.ConnectionError, redis.TimeoutError, TypeError):
@@ -236,12 +237,19 @@ def _sentinels_ready(group: SentinelGroup) -> bool:
     for port in group.sentinel_ports:
         try:
             client = group.sentinel(port)
-            replicas: Any = client.sentinel_slaves(group.master)
-            others: Any = client.sentinel_sentinels(group.master)
+            # The raw replies: redis-py 6.4's own parsers of these two fail (a keyword
+            # argument they do not take), and make compat runs 6.4.
+            replicas: Any = client.execute_command("SENTINEL", "REPLICAS", group.master)
+            others: Any = client.execute_command("SENTINEL", "SENTINELS", group.master)
         except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
             return False
         if len(replicas) != 1 or len(others) != len(group.sentinel_ports) - 1:
             return False
-        if not replicas[0].get("is_slave") or replicas[0].get("is_sdown"):
+        first = replicas[0]  # a dict (RESP3, or a parser on the way) or a flat list
+        fields = (
+            first if isinstance(first, dict) else dict(zip(first[::2], first[1::2], strict=True))
+        )
+        flags = set(str(fields.get("flags", "")).split(","))
+        if "slave" not in flags or "s_down" in flags:
             return False
     return True

@@ -9,6 +9,9 @@
     set = { assistantId = "asst_after_hours" }
     # or: file = "after-hours.csv"    # a batch file, relative to this file
     webhook_url = "https://ops.example.com/hooks/phonebatch"   # optional
+    priority = "high"                 # optional: high, normal (default) or low
+    # canary = 5, guard = false, guard_threshold = 0.1, guard_window = 20,
+    # allow_overlap = true: as the submit options of those names
 
 A bad file is refused whole, naming the schedule and the field.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -43,6 +46,12 @@ class Schedule(BaseModel):
     set: dict[str, Any] | None = None
     webhook_url: str | None = None
     dry_run: bool = False  # report what the schedule would change, send nothing
+    priority: Literal["high", "normal", "low"] = "normal"
+    canary: int = Field(default=0, ge=0)  # send this many numbers, then pause
+    guard: bool = True  # pause by itself on a run of permanent failures
+    guard_threshold: float | None = Field(default=None, gt=0, lt=1)
+    guard_window: int | None = Field(default=None, ge=0)
+    allow_overlap: bool = False  # fire even while another batch holds some of its numbers
 
     @field_validator("cron")
     @classmethod

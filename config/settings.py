@@ -108,6 +108,15 @@ class Settings(BaseSettings):
         description="a batch with pending items and no task anywhere for this long is "
         "resumed by the workers themselves; 0 turns that off",
     )  # fmt: skip
+    guard_threshold: float = Field(
+        default=0.2, gt=0, lt=1,
+        description="a batch pauses itself when more than this share of its last "
+        "PHONEBATCH_GUARD_WINDOW outcomes failed for good (HTTP 4xx other than 429)",
+    )  # fmt: skip
+    guard_window: int = Field(
+        default=50, ge=0,
+        description="the outcomes the failure guard looks at; 0 turns the guard off",
+    )  # fmt: skip
     auth_failure_limit: int = Field(
         default=3, ge=1,
         description="401/403 answers after which a batch stops sending",

@@ -20,6 +20,7 @@ from config import Settings
 from config.schedules import find, load_schedules
 from jobs.batch.reads import Read
 from jobs.operations.destinations import destinations
+from jobs.operations.options import default_guard
 from jobs.operations.scheduling import fire
 from jobs.queue.deferral import Deferrals
 from jobs.queue.messages import READ_TASK, SELECT_TASK, UPDATE_TASK
@@ -200,6 +201,7 @@ def fire_schedule(name: str, slot: str | None = None) -> None:
         default_webhook=settings.webhook_url,
         slot=moment,
         rules=destinations(settings),
+        guard=default_guard(settings),
     )
     if batch_id is None:
         log.info("schedule %s: slot %s was fired already", name, slot)

@@ -43,10 +43,13 @@ def pause_batch(batch_id: str, store: StoreDep) -> JSONResponse:
 
 
 @router.post("/batches/{batch_id}/continue", response_model=BatchStatusModel, responses=CHANGED)
-def continue_batch(batch_id: str, settings: SettingsDep, store: StoreDep) -> JSONResponse:
-    """As `phonebatch continue`; `409` if the batch was not paused."""
+def continue_batch(
+    batch_id: str, settings: SettingsDep, store: StoreDep, no_guard: bool = False
+) -> JSONResponse:
+    """As `phonebatch continue` (`no_guard`: as `--no-guard`, the failure guard off for
+    the rest of the batch); `409` if the batch was not paused."""
     existing(store, batch_id)
-    answer = store.continue_batch(batch_id, settings.queue)
+    answer = store.continue_batch(batch_id, settings.queue, no_guard=no_guard)
     return _changed(batch_id, answer and answer[1], bool(answer and answer[0]))
 
 

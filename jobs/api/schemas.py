@@ -69,6 +69,21 @@ class Counts(BaseModel):
     cancelled: int
 
 
+class FailureGuard(BaseModel):
+    """The failure guard: pause when more than `threshold` of the last `window` outcomes
+    failed for good (HTTP 4xx other than 429)."""
+
+    threshold: float
+    window: int
+
+
+class Overlap(BaseModel):
+    """A batch refused because other running batches hold some of its numbers."""
+
+    detail: str
+    held: list[dict[str, str]] = Field(description="Each held number and its holder.")
+
+
 class BatchStatus(BaseModel):
     """A batch's state and counts: the top of the CLI's report JSON."""
 
@@ -89,6 +104,11 @@ class BatchStatus(BaseModel):
     force: bool
     rollback_of: str | None
     selecting: bool
+    priority: Literal["high", "normal", "low"]
+    canary: int = Field(description="Numbers sent before the batch paused to be checked.")
+    guard: FailureGuard | None = Field(description="When the batch pauses itself; null: never.")
+    allow_overlap: bool
+    paused_reason: str | None = Field(description="Why the batch paused itself.")
     model_config = ConfigDict(extra="allow")
 
 
@@ -146,6 +166,12 @@ class Selection(BaseModel):
     force: bool = False
     name: str | None = None
     webhook_url: str | None = None
+    priority: Literal["high", "normal", "low"] = "normal"
+    canary: int = Field(default=0, ge=0, description="Send N numbers, then pause.")
+    guard: bool = Field(default=True, description="Pause on a run of permanent failures.")
+    guard_threshold: float | None = Field(default=None, gt=0, lt=1)
+    guard_window: int | None = Field(default=None, ge=0)
+    allow_overlap: bool = False
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:

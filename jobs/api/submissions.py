@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import redis
 from fastapi import APIRouter, Header, Query, Request
@@ -22,8 +22,9 @@ from jobs.api.upload import read_body, validate_batch
 from jobs.batch.selection import values_problems
 from jobs.batch.text import first_text_problem
 from jobs.operations.destinations import destinations, webhook_problem
+from jobs.operations.options import Choices, OptionError, batch_options, default_guard
 from jobs.operations.producer import BatchOptions, submit_batch, submit_selection
-from jobs.store.interface import BatchMode, new_batch_id
+from jobs.store.interface import new_batch_id
 from jobs.store.redis_store import RedisReportStore
 
 IDEMPOTENCY_TTL = 24 * 3600
@@ -86,9 +87,20 @@ async def post_batch(
     format_: Annotated[str | None, Query(alias="format")] = None,
     dry_run: bool = False,
     force: bool = False,
+    priority: Literal["high", "normal", "low"] = "normal",
+    canary: Annotated[int, Query(ge=0, description="Send N numbers, then pause.")] = 0,
+    guard: Annotated[bool, Query(description="Pause on a run of permanent failures.")] = True,
+    guard_threshold: Annotated[float | None, Query(gt=0, lt=1)] = None,
+    guard_window: Annotated[int | None, Query(ge=0)] = None,
+    allow_overlap: bool = False,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """A batch as JSON (like a JSON batch file), CSV or JSONL, raw or as an upload."""
+    choices = Choices(
+        dry_run=dry_run, force=force, priority=priority, canary=canary, guard=guard,
+        guard_threshold=guard_threshold, guard_window=guard_window, allow_overlap=allow_overlap,
+    )  # fmt: skip
+    options = _options(settings, choices)
     data, filename = await read_body(request, settings.api_max_upload_bytes)
     fmt = batch_format(request, filename, format_)
     # Parsing and validating up to the upload limit is CPU work: off the event loop.
@@ -99,17 +111,15 @@ async def post_batch(
     _check_webhook(webhook_url or settings.webhook_url, settings)
     batch_id = new_batch_id()
     if idempotency_key:
-        options = json.dumps([provider, name, webhook_url, set_, dry_run, force]).encode()
-        fingerprint = hashlib.sha256(data + options).hexdigest()
+        given = json.dumps([provider, name, webhook_url, set_, repr(choices)]).encode()
+        fingerprint = hashlib.sha256(data + given).hexdigest()
         first = _remember(store, idempotency_key, batch_id, fingerprint)
         if first != batch_id:
             return accepted(first)
-    mode = BatchMode.DRY_RUN if dry_run else BatchMode.UPDATE
     submit = partial(
         submit_batch, intake.items, store=store, broker=store.client, queue=settings.queue,
         name=name or filename or "api batch", source="api",
-        webhook_url=webhook_url or settings.webhook_url, batch_id=batch_id,
-        options=BatchOptions(mode=mode, force=force),
+        webhook_url=webhook_url or settings.webhook_url, batch_id=batch_id, options=options,
     )  # fmt: skip
     try:
         await run_in_threadpool(submit)
@@ -137,16 +147,28 @@ def post_selection(selection: Selection, settings: SettingsDep, store: StoreDep)
         detail = "the `set` values fit no number; nothing was queued"
         return JSONResponse({"detail": detail, "errors": [e.as_dict() for e in problems]}, 422)
     _check_webhook(selection.webhook_url or settings.webhook_url, settings)
-    mode = BatchMode.DRY_RUN if selection.dry_run else BatchMode.UPDATE
+    choices = Choices(
+        dry_run=selection.dry_run, force=selection.force, priority=selection.priority,
+        canary=selection.canary, guard=selection.guard,
+        guard_threshold=selection.guard_threshold, guard_window=selection.guard_window,
+        allow_overlap=selection.allow_overlap,
+    )  # fmt: skip
     batch_id = submit_selection(
         {k: _text(v) for k, v in selection.where.items()},
         values,
         store=store, broker=store.client, queue=settings.queue,
         name=selection.name or "selection", source="api",
         webhook_url=selection.webhook_url or settings.webhook_url,
-        options=BatchOptions(mode=mode, force=selection.force),
+        options=_options(settings, choices),
     )  # fmt: skip
     return accepted(batch_id)
+
+
+def _options(settings: Settings, choices: Choices) -> BatchOptions:
+    try:
+        return batch_options(choices, default_guard(settings))
+    except OptionError as exc:
+        raise ApiError(422, str(exc)) from None
 
 
 def _check_webhook(url: str | None, settings: Settings) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from jobs.cli.shared import (
@@ -45,11 +47,17 @@ def pause(batch_id: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command("continue")
-def continue_(batch_id: str, as_json: JsonOpt = False) -> None:
+def continue_(
+    batch_id: str,
+    as_json: JsonOpt = False,
+    no_guard: Annotated[
+        bool, typer.Option("--no-guard", help="Do not pause again on permanent failures.")
+    ] = False,
+) -> None:
     """Let a paused batch go on: its held items are sent."""
     store = open_store()
     find_batch(store, batch_id)
-    answer = store.continue_batch(batch_id, settings().queue)
+    answer = store.continue_batch(batch_id, settings().queue, no_guard=no_guard)
     final = answer[1] if answer else None
     state = final.state.value if final else ""
     went_on = bool(answer and answer[0])

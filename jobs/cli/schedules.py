@@ -11,6 +11,7 @@ from config.schedules import Schedule, ScheduleError, find, load_schedules, utc
 from jobs.cli.outcome import announce
 from jobs.cli.shared import EXIT_INVALID, CliError, JsonOpt, WaitOpt, app, open_store, out, settings
 from jobs.operations.destinations import destinations
+from jobs.operations.options import default_guard
 from jobs.operations.scheduling import fire
 
 schedules_app = typer.Typer(
@@ -69,6 +70,7 @@ def schedules_run(
     batch_id = fire(
         schedule, base_dir=Path(s.schedules_path).parent, store=store, broker=store.client,
         queue=s.queue, default_webhook=s.webhook_url, rules=destinations(s),
+        guard=default_guard(s),
     )  # fmt: skip
     assert batch_id is not None  # only a slot can be fired already
     total = store.status(batch_id)

@@ -38,10 +38,10 @@ from jobs.cli.shared import (
     settings,
 )
 from jobs.operations.destinations import destinations, webhook_problem
+from jobs.operations.options import Choices, OptionError, batch_options, default_guard
 from jobs.operations.producer import BatchOptions, submit_batch, submit_selection
 from jobs.operations.retries import NothingToRetry, retry_failed
 from jobs.operations.rollback import NothingToRollBack, submit_rollback
-from jobs.store.interface import BatchMode
 
 BatchFileArg = Annotated[
     Path | None,
@@ -69,6 +69,45 @@ SubmitWaitOpt = Annotated[bool, typer.Option("--wait", help="Show progress until
 NameOpt = Annotated[str | None, typer.Option("--name", help="A name for the batch.")]
 WebhookOpt = Annotated[
     str | None, typer.Option("--webhook", help="POST the signed summary here when done.")
+]
+PriorityOpt = Annotated[
+    str,
+    typer.Option(
+        "--priority", help="high, normal or low: workers take higher-priority work first."
+    ),
+]
+CanaryOpt = Annotated[
+    int,
+    typer.Option(
+        "--canary", min=0, metavar="N",
+        help="Send the first N numbers, then pause: check them, then continue or cancel.",
+    ),
+]  # fmt: skip
+NoGuardOpt = Annotated[
+    bool,
+    typer.Option("--no-guard", help="Never pause by itself on a run of permanent failures (4xx)."),
+]
+GuardThresholdOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--guard-threshold", metavar="SHARE",
+        help="Pause when more than this share of the last outcomes failed for good "
+        "(default PHONEBATCH_GUARD_THRESHOLD, 0.2).",
+    ),
+]  # fmt: skip
+GuardWindowOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--guard-window", metavar="K",
+        help="The last K outcomes the guard looks at (default PHONEBATCH_GUARD_WINDOW, 50).",
+    ),
+]  # fmt: skip
+AllowOverlapOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-overlap",
+        help="Go ahead even if another running batch holds some of these numbers.",
+    ),
 ]
 
 
@@ -160,13 +199,25 @@ def submit(
     name: NameOpt = None,
     fmt: FormatOpt = None,
     webhook: WebhookOpt = None,
+    priority: PriorityOpt = "normal",
+    canary: CanaryOpt = 0,
+    no_guard: NoGuardOpt = False,
+    guard_threshold: GuardThresholdOpt = None,
+    guard_window: GuardWindowOpt = None,
+    allow_overlap: AllowOverlapOpt = False,
 ) -> None:
     """Validate a batch whole, then queue one update per number (or select them: --where)."""
     if dry_run and no_read:
         raise CliError("--dry-run reads every number: it cannot go with --no-read", EXIT_INVALID)
-    options = BatchOptions(
-        mode=BatchMode.DRY_RUN if dry_run else BatchMode.UPDATE, force=force, read_first=not no_read
-    )
+    choices = Choices(
+        dry_run=dry_run, force=force, read_first=not no_read, priority=priority,
+        canary=canary, guard=not no_guard, guard_threshold=guard_threshold,
+        guard_window=guard_window, allow_overlap=allow_overlap,
+    )  # fmt: skip
+    try:
+        options = batch_options(choices, default_guard(settings()))
+    except OptionError as exc:
+        raise CliError(str(exc), EXIT_INVALID) from None
     if where:
         _submit_selection(where, sets, options, name, webhook, wait=wait, as_json=as_json)
         return

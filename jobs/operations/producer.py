@@ -35,7 +35,16 @@ from jobs.queue.messages import (
     task_message,
     update_args,
 )
-from jobs.store.interface import BatchMode, ItemSeed, NewBatch, ReportStore, new_batch_id
+from jobs.queue.priority import Priority
+from jobs.store.interface import (
+    NO_GUARD,
+    BatchMode,
+    GuardRule,
+    ItemSeed,
+    NewBatch,
+    ReportStore,
+    new_batch_id,
+)
 
 CHUNK = 1000
 Progress = Callable[[int], None]
@@ -92,6 +101,10 @@ class BatchOptions:
     force: bool = False  # send even to numbers already in the target state
     read_first: bool = True  # GET each number first (skip no-ops, keep a snapshot)
     rollback_of: str | None = None
+    priority: Priority = Priority.NORMAL
+    canary: int = 0  # send this many numbers, then pause for a look
+    guard: GuardRule = NO_GUARD  # pause by itself on a run of permanent failures
+    allow_overlap: bool = False  # may change numbers another running batch holds
 
 
 def new_batch(
@@ -110,7 +123,8 @@ def new_batch(
         batch_id, name=name, source=source, total=total, parent_id=parent_id,
         webhook_url=webhook_url, mode=chosen.mode, force=chosen.force,
         read_first=chosen.read_first, rollback_of=chosen.rollback_of, selecting=selecting,
-        queue=queue,
+        queue=queue, priority=chosen.priority, canary=chosen.canary, guard=chosen.guard,
+        allow_overlap=chosen.allow_overlap,
     )  # fmt: skip
 
 

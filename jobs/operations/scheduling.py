@@ -17,10 +17,12 @@ from config.schedules import Schedule
 from jobs.batch.intake import Intake, read_batch, validate_records
 from jobs.batch.sources import Defaults, InputError, RawRecord, detect_format
 from jobs.operations.destinations import Destinations, webhook_problem
+from jobs.operations.options import Choices, OptionError, batch_options
 from jobs.operations.producer import BatchOptions, submit_batch
-from jobs.store.interface import BatchMode, ReportStore
+from jobs.store.interface import GuardRule, ReportStore
 
 SLOT_LOCK_TTL = 7 * 24 * 3600
+DEFAULT_GUARD = GuardRule()
 
 
 def schedule_intake(schedule: Schedule, base_dir: Path) -> Intake:
@@ -67,11 +69,16 @@ def fire(
     default_webhook: str | None = None,
     slot: datetime | None = None,
     rules: Destinations | None = None,
+    guard: GuardRule = DEFAULT_GUARD,
 ) -> str | None:
     """Submit the schedule's batch; None if this slot was fired already. Its webhook URL
     is held to `rules` (the settings' `destinations`; by default https only, no internal
-    address)."""
+    address); `guard` is the failure guard unless the schedule says otherwise."""
     intake = schedule_intake(schedule, base_dir)  # validated before the slot is taken
+    try:
+        options = batch_options(schedule_choices(schedule), guard)
+    except OptionError as exc:
+        raise InputError(f"schedule {schedule.name!r}: {exc}") from None
     if not intake.ok:
         raise InputError(f"schedule {schedule.name!r}: {intake.errors[0]}")
     url = schedule.webhook_url or default_webhook
@@ -81,7 +88,7 @@ def fire(
         return None
     when = f" at {slot.isoformat()}" if slot else " (run by hand)"
     try:
-        return _submit(schedule, intake, when, store, broker, queue, default_webhook)
+        return _submit(schedule, intake, when, store, broker, queue, default_webhook, options)
     except Exception:
         if slot is not None:  # the slot did not fire: let a later try have it
             broker.delete(slot_key(schedule.name, slot))
@@ -96,6 +103,7 @@ def _submit(
     broker: redis.Redis,
     queue: str,
     default_webhook: str | None,
+    options: BatchOptions,
 ) -> str:
     return submit_batch(
         intake.items,
@@ -105,5 +113,14 @@ def _submit(
         name=f"{schedule.name}{when}",
         source=f"schedule:{schedule.name}",
         webhook_url=schedule.webhook_url or default_webhook,
-        options=BatchOptions(mode=BatchMode.DRY_RUN if schedule.dry_run else BatchMode.UPDATE),
+        options=options,
     )
+
+
+def schedule_choices(schedule: Schedule) -> Choices:
+    """A schedule's batch options, as its fields give them."""
+    return Choices(
+        dry_run=schedule.dry_run, priority=schedule.priority, canary=schedule.canary,
+        guard=schedule.guard, guard_threshold=schedule.guard_threshold,
+        guard_window=schedule.guard_window, allow_overlap=schedule.allow_overlap,
+    )  # fmt: skip

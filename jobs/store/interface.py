@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from jobs.queue.priority import Priority
+
 
 class BatchState(StrEnum):
     """Where a batch is in its life: queued, running, paused, or ended."""
@@ -58,6 +60,25 @@ class BatchMode(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class GuardRule:
+    """When a batch pauses itself: more than `threshold` (a share, 0-1) of its last
+    `window` outcomes failed for good (HTTP 4xx other than 429). A window of 0 is off."""
+
+    threshold: float = 0.2
+    window: int = 50
+
+    @property
+    def on(self) -> bool:
+        return self.window > 0
+
+    def as_dict(self) -> dict[str, Any] | None:
+        return {"threshold": self.threshold, "window": self.window} if self.on else None
+
+
+NO_GUARD = GuardRule(window=0)
+
+
+@dataclass(frozen=True, slots=True)
 class NewBatch:
     """A batch record as the producer creates it, before any item is sent."""
 
@@ -73,6 +94,10 @@ class NewBatch:
     rollback_of: str | None = None
     selecting: bool = False  # items come later, from a selector's listing
     queue: str = ""  # the workers' queue its tasks go to: theirs to resume if it stalls
+    priority: Priority = Priority.NORMAL
+    canary: int = 0  # send this many numbers, then pause (0: no canary)
+    guard: GuardRule = NO_GUARD
+    allow_overlap: bool = False  # may share numbers with other running batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +179,11 @@ class BatchStatus:
     queue: str = ""  # the workers' queue its tasks go to ('' before this was noted)
     resumed: int = 0  # times the workers found it stalled and resumed it by themselves
     resumed_at: float | None = None  # the last of those times
+    priority: Priority = Priority.NORMAL
+    canary: int = 0  # the numbers sent before the batch paused itself to be checked
+    guard: GuardRule = NO_GUARD
+    allow_overlap: bool = False
+    paused_reason: str | None = None  # why the batch paused itself (canary, guard)
 
     @property
     def done(self) -> bool:
@@ -369,10 +399,14 @@ class ReportStore(Protocol):
         """The task messages kept for a paused batch."""
         ...
 
-    def continue_batch(self, batch_id: str, queue: str) -> tuple[bool, BatchStatus] | None:
+    def continue_batch(
+        self, batch_id: str, queue: str, *, no_guard: bool = False
+    ) -> tuple[bool, BatchStatus] | None:
         """Let a paused batch go on: back to `running` (`queued` if it had not started) and
-        every parked message onto `queue`, in one step. None if there is no such batch;
-        else whether it was paused (False: nothing changed) and its status afterwards."""
+        every parked message onto `queue`, in one step. Its canary is over, and its
+        failure guard starts a fresh window (`no_guard`: is off from now on). None if
+        there is no such batch; else whether it was paused (False: nothing changed) and
+        its status afterwards."""
         ...
 
     def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jobs.store.interface import (
+    NO_GUARD,
     BatchState,
     BatchStatus,
     Claim,
@@ -37,6 +38,8 @@ class _Batch:
     selection_begun: bool = False
     parked: list[str] = field(default_factory=list)  # newest first, as LPUSH keeps them
     parked_queue: str | None = None  # the workers' queue the parked messages came from
+    canary_left: int | None = None  # numbers the canary may still take (None: no canary)
+    window: list[bool] = field(default_factory=list)  # the guard's: failed for good, newest first
 
 
 class MemoryReportStore:
@@ -75,8 +78,13 @@ class MemoryReportStore:
             read_first=batch.read_first,
             rollback_of=batch.rollback_of,
             selecting=batch.selecting,
+            queue=batch.queue,
+            priority=batch.priority,
+            canary=batch.canary,
+            guard=batch.guard,
+            allow_overlap=batch.allow_overlap,
         )
-        entry = _Batch(status)
+        entry = _Batch(status, canary_left=batch.canary or None)
         _write(entry, items)
         with self._lock:
             (self._batches if live else self._staged)[batch.batch_id] = entry
@@ -251,7 +259,9 @@ class MemoryReportStore:
             entry = self._batches.get(batch_id)
             return list(entry.parked) if entry else []
 
-    def continue_batch(self, batch_id: str, queue: str) -> tuple[bool, BatchStatus] | None:
+    def continue_batch(
+        self, batch_id: str, queue: str, *, no_guard: bool = False
+    ) -> tuple[bool, BatchStatus] | None:
         with self._lock:
             entry = self._batches.get(batch_id)
             if entry is None:
@@ -259,7 +269,13 @@ class MemoryReportStore:
             if entry.status.state is not BatchState.PAUSED:
                 return False, entry.status
             state = BatchState.RUNNING if entry.status.started_at else BatchState.QUEUED
-            entry.status = replace(entry.status, state=state, paused_at=None, active_at=time.time())
+            entry.status = replace(
+                entry.status, state=state, paused_at=None, paused_reason=None,
+                active_at=time.time(), guard=NO_GUARD if no_guard else entry.status.guard,
+            )  # fmt: skip
+            if entry.canary_left == 0:
+                entry.canary_left = None  # the canary paused it: it is over
+            entry.window.clear()
             # To the front of the queue (its right end), the first parked taken first.
             self._queues.setdefault(entry.parked_queue or queue, []).extend(entry.parked)
             entry.parked.clear()

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.store.interface import COUNTED, BatchMode, BatchState, BatchStatus, Counts, WebhookState
+from jobs.queue.priority import Priority
+from jobs.store.interface import (
+    COUNTED,
+    NO_GUARD,
+    BatchMode,
+    BatchState,
+    BatchStatus,
+    Counts,
+    GuardRule,
+    WebhookState,
+)
 
 
 def as_float(value: Any) -> float | None:
@@ -41,7 +51,19 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         queue=data.get("queue", ""),
         resumed=int(data.get("resumed") or 0),
         resumed_at=as_float(data.get("resumed_at")),
+        priority=Priority(data.get("priority") or "normal"),
+        canary=int(data.get("canary") or 0),
+        guard=_guard(data),
+        allow_overlap=data.get("allow_overlap") == "1",
+        paused_reason=data.get("paused_reason") or None,
     )
+
+
+def _guard(data: dict[str, str]) -> GuardRule:
+    window = int(data.get("guard_window") or 0)
+    if window <= 0:
+        return NO_GUARD
+    return GuardRule(threshold=float(data.get("guard_threshold") or 0), window=window)
 
 
 def _webhook(data: dict[str, str]) -> WebhookState | None:

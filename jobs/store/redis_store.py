@@ -104,6 +104,11 @@ def _batch_key_parts() -> list[str]:
     return [before, after]
 
 
+def guard_key(batch_id: str) -> str:
+    """The failure guard's window: the last outcomes, newest first ('1' failed for good)."""
+    return f"phonebatch:{{{batch_id}}}:guard"
+
+
 def snapshots_key(batch_id: str) -> str:
     return f"phonebatch:{{{batch_id}}}:before"
 
@@ -201,7 +206,13 @@ class RedisReportStore:
             "rollback_of": batch.rollback_of or "",
             "selecting": int(batch.selecting),
             "queue": batch.queue,
+            "priority": batch.priority.value,
+            "allow_overlap": int(batch.allow_overlap),
         }
+        if batch.canary:
+            meta |= {"canary": batch.canary, "canary_left": batch.canary}
+        if batch.guard.on:
+            meta |= {"guard_window": batch.guard.window, "guard_threshold": batch.guard.threshold}
         meta.update({c: 0 for c in COUNTED if c != "pending"})
         bkey = batch_key(batch.batch_id)
         pipe = self._redis.pipeline(transaction=False)
@@ -379,9 +390,12 @@ class RedisReportStore:
     def parked(self, batch_id: str) -> list[str]:
         return [_text(m) for m in self._redis.lrange(parked_key(batch_id), 0, -1)]
 
-    def continue_batch(self, batch_id: str, queue: str) -> tuple[bool, BatchStatus] | None:
+    def continue_batch(
+        self, batch_id: str, queue: str, *, no_guard: bool = False
+    ) -> tuple[bool, BatchStatus] | None:
         was_paused, _state, _moved = self._continue(
-            keys=[batch_key(batch_id), parked_key(batch_id), queue]
+            keys=[batch_key(batch_id), parked_key(batch_id), queue, guard_key(batch_id)],
+            args=["1" if no_guard else "0"],
         )
         status = self.status(batch_id)
         return None if status is None else (bool(was_paused), status)

@@ -54,6 +54,11 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "selecting": status.selecting,
         "resumed": status.resumed,  # times the workers resumed it by themselves
         "resumed_at": iso_time(status.resumed_at),
+        "priority": status.priority.value,
+        "canary": status.canary,
+        "guard": status.guard.as_dict(),
+        "allow_overlap": status.allow_overlap,
+        "paused_reason": status.paused_reason,
     }
 
 

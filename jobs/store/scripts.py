@@ -163,10 +163,13 @@ redis.call('LPUSH', KEYS[3], ARGV[1])
 return 0
 """
 
-# KEYS: B, P, the queue list. Returns {1 if it was paused else 0, state afterwards,
-# messages moved} ({0, 'missing', 0} if there is no batch). A paused batch goes back to
-# `running` (`queued` if nothing had started) and its parked messages to the front of the
-# queue they came from (the one given, if none was noted), oldest first, in the same step.
+# KEYS: B, P, the queue list, G (the guard's window). ARGV: 1 '1' to turn the failure
+# guard off. Returns {1 if it was paused else 0, state afterwards, messages moved}
+# ({0, 'missing', 0} if there is no batch). A paused batch goes back to `running`
+# (`queued` if nothing had started) and its parked messages to the front of the queue
+# they came from (the one given, if none was noted), oldest first, in the same step. A
+# canary that paused it is over; the guard starts a fresh window (its old one would
+# pause the batch again at the next outcome).
 CONTINUE = (
     _NOW
     + """
@@ -176,8 +179,13 @@ if state ~= 'paused' then return {0, state, 0} end
 local started = redis.call('HGET', KEYS[1], 'started_at')
 local resumed = 'queued'
 if started and started ~= '' then resumed = 'running' end
-redis.call('HSET', KEYS[1], 'state', resumed, 'active_at', stamp)
-redis.call('HDEL', KEYS[1], 'paused_at')
+redis.call('HSET', KEYS[1], 'state', resumed, 'active_at', stamp, 'guard_fails', 0)
+redis.call('HDEL', KEYS[1], 'paused_at', 'paused_reason')
+if redis.call('HGET', KEYS[1], 'canary_left') == '0' then
+  redis.call('HDEL', KEYS[1], 'canary_left')
+end
+redis.call('DEL', KEYS[4])
+if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'guard_window', 0) end
 local target = redis.call('HGET', KEYS[1], 'parked_queue')
 if not target or target == '' then target = KEYS[3] end
 local parked = redis.call('LLEN', KEYS[2])

@@ -1,0 +1,59 @@
+"""Batch priorities and where their task messages wait.
+
+Priorities ride on kombu's own Redis priority support: a message's `properties.priority`
+(0-9) picks one of the queue's keys, `queue` itself for 0 and `queue<SEP><step>` for the
+other steps of kombu's `priority_steps` (0, 3, 6, 9), and kombu's consumer polls the keys
+lowest number first. So high is 0, normal 3, low 6: kombu's own transport (the fallback)
+serves them in that order, and kombu's own restore of a message (visibility timeout, a
+requeue) puts it back on its priority's key, read from the message.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class Priority(StrEnum):
+    """How urgent a batch is: its tasks are taken before those of lower priorities."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def level(self) -> int:
+        """The kombu priority its task messages carry (lower is taken first)."""
+        return LEVELS[self]
+
+
+LEVELS = {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.LOW: 6}
+SEP = "\x06\x16"  # kombu's Redis transport's separator between a queue and its step
+STEPS = (0, 3, 6, 9)  # kombu's default `priority_steps`
+
+
+def step_of(level: int) -> int:
+    """The step a message priority falls in, as kombu's `Channel.priority` bisects."""
+    clamped = max(0, min(9, level))
+    return max(step for step in STEPS if step <= clamped)
+
+
+def queue_key(queue: str, level: int) -> str:
+    """The Redis list a message of this kombu priority waits on (kombu's `_q_for_pri`)."""
+    step = step_of(level)
+    return f"{queue}{SEP}{step}" if step else queue
+
+
+def queue_keys(queue: str) -> list[str]:
+    """Every key of `queue`, highest priority first."""
+    return [queue_key(queue, step) for step in STEPS]
+
+
+def level_of(message: dict[str, Any]) -> int:
+    """A task message's kombu priority (0 when it has none, as kombu reads it)."""
+    properties = message.get("properties")
+    value = properties.get("priority") if isinstance(properties, dict) else None
+    try:
+        return max(0, min(9, int(value))) if value is not None else 0
+    except (TypeError, ValueError):
+        return 0

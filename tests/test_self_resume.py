@@ -21,7 +21,9 @@ def _stalled(
 ) -> tuple[RedisReportStore, str]:
     """A live batch whose queued tasks are gone (sent without a read: one task per item)."""
     store = RedisReportStore(client, retention_seconds=600)
-    items = [BatchItem(row=i + 2, number_id=f"n{i}", body='{"name":"x"}') for i in range(count)]
+    # Numbers of its own: two live batches may not change the same numbers.
+    numbers = [f"{queue}-n{i}" for i in range(count)]
+    items = [BatchItem(row=i + 2, number_id=n, body='{"name":"x"}') for i, n in enumerate(numbers)]
     batch_id = submit_batch(
         items, store=store, broker=client, queue=queue, name="t", source="cli",
         options=BatchOptions(read_first=False),

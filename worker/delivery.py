@@ -68,6 +68,7 @@ Gate = Callable[[], None]  # runs right before each request; raises `Stopped` to
 HandBack = Callable[[WorkItem, Deferred], None]
 Park = Callable[[WorkItem, Attempts], None]  # keep a paused batch's item until it continues
 HALTING = frozenset({BatchState.CANCELLED, BatchState.PAUSED})
+CANCELLING = frozenset({BatchState.CANCELLED})
 
 
 def auth_halt_reason(error: AuthError, limit: int, batch_id: str) -> str:
@@ -109,7 +110,10 @@ def deliver(
         return None
     existing, rules, retaken, kept = claimed
     sent = redact(item.body)  # what reports and logs may show of the body, once per item
-    gate = _state_gate(store, item.batch_id, check_every, claimed_at)
+    # A canary number goes out even once its batch paused itself (the next claim after the
+    # canary's pauses it, maybe while this one waits for the limiter): a cancel stops it.
+    halting = CANCELLING if rules.canary else HALTING
+    gate = _state_gate(store, item.batch_id, check_every, claimed_at, halting)
     try:
         send = _Send(item, api, store, sender, rules, sent, retaken, gate, max_read_age, kept)
         outcome = send.outcome(auth_failure_limit)
@@ -301,10 +305,16 @@ def _current(
     return Seen(values, found.http_status, time.time(), "get"), attempts
 
 
-def _state_gate(store: ReportStore, batch_id: str, every: float, claimed_at: float) -> Gate:
+def _state_gate(
+    store: ReportStore,
+    batch_id: str,
+    every: float,
+    claimed_at: float,
+    halting: frozenset[BatchState] = HALTING,
+) -> Gate:
     """A check before each request: reads the batch's state (one HGET) once more than
     `every` seconds passed since the claim or the last read; raises `Stopped` when the
-    batch is cancelled or paused."""
+    batch is in one of the `halting` states (cancelled or paused)."""
     checked = claimed_at
 
     def gate() -> None:
@@ -314,7 +324,7 @@ def _state_gate(store: ReportStore, batch_id: str, every: float, claimed_at: flo
             return
         checked = now  # before the read: what it sees is at least this fresh
         state = store.state_of(batch_id)
-        if state is not None and state in HALTING:
+        if state is not None and state in halting:
             raise Stopped(state)
 
     return gate

@@ -14,8 +14,9 @@ import redis
 from jobs.batch.intake import validate_records
 from jobs.batch.reads import kept_read
 from jobs.batch.selection import selected_records
-from jobs.operations.producer import enqueue_items, seeds_of
-from jobs.store.interface import ReportStore
+from jobs.batch.validation import BatchItem
+from jobs.operations.producer import Overlap, enqueue_items, numbers_of, seeds_of
+from jobs.store.interface import BatchMode, ReportStore
 from worker.delivery import Sender
 from worker.retry import Attempts
 from worker.vapi import VapiApi
@@ -65,6 +66,10 @@ def build_selection(
         store.halt(batch_id, f"the selection could not be built: {intake.errors[0]}")
         store.add_items(batch_id, [])
         return 0
+    if (refused := _hold(store, batch_id, intake.items)) is not None:
+        store.halt(batch_id, refused)
+        store.add_items(batch_id, [])
+        return 0
     store.add_items(batch_id, list(seeds_of(intake.items)))
     # The listing is each number's read: its task sends from it, no GET.
     listed = {str(n["id"]): n for n in numbers}
@@ -75,3 +80,17 @@ def build_selection(
     enqueue_items(broker, queue, batch_id, intake.items, reads=reads)
     log.info("batch %s: %d of %d numbers selected", batch_id, len(intake.items), len(numbers))
     return len(intake.items)
+
+
+def _hold(store: ReportStore, batch_id: str, items: list[BatchItem]) -> str | None:
+    """Hold the selected numbers as a submit does (`submit_batch`); why the selection is
+    refused if other batches hold some of them, else None."""
+    status = store.status(batch_id)
+    if status is None or status.mode is BatchMode.DRY_RUN:
+        return None
+    held = store.hold(batch_id, numbers_of(items), share=status.allow_overlap)
+    if not held or status.allow_overlap:
+        return None
+    listed = ", ".join(f"{number} (batch {holder})" for number, holder in held[:10])
+    more = f" and {len(held) - 10} more" if len(held) > 10 else ""
+    return f"not sent: {Overlap(held)}: {listed}{more}"

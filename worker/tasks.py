@@ -21,6 +21,7 @@ from config.schedules import find, load_schedules
 from jobs.batch.reads import Read
 from jobs.operations.destinations import destinations
 from jobs.operations.options import default_guard
+from jobs.operations.producer import Overlap
 from jobs.operations.scheduling import fire
 from jobs.queue.deferral import Deferrals
 from jobs.queue.messages import READ_TASK, SELECT_TASK, UPDATE_TASK
@@ -192,17 +193,21 @@ def fire_schedule(name: str, slot: str | None = None) -> None:
     path = Path(settings.schedules_path)
     schedule = find(load_schedules(path), name)
     store = get_runtime(settings).store
-    batch_id = fire(
-        schedule,
-        base_dir=path.parent,
-        store=store,
-        broker=store.client,
-        queue=settings.queue,
-        default_webhook=settings.webhook_url,
-        slot=moment,
-        rules=destinations(settings),
-        guard=default_guard(settings),
-    )
+    try:
+        batch_id = fire(
+            schedule,
+            base_dir=path.parent,
+            store=store,
+            broker=store.client,
+            queue=settings.queue,
+            default_webhook=settings.webhook_url,
+            slot=moment,
+            rules=destinations(settings),
+            guard=default_guard(settings),
+        )
+    except Overlap as exc:
+        log.warning("schedule %s: slot %s skipped: %s", name, slot, exc)
+        return
     if batch_id is None:
         log.info("schedule %s: slot %s was fired already", name, slot)
     else:

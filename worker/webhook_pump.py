@@ -40,8 +40,8 @@ from tenacity import (
 )
 
 from jobs.operations.destinations import Destinations, literal_address
-from jobs.operations.webhooks import delivery_id, headers, payload
-from jobs.store.interface import ReportStore
+from jobs.operations.webhooks import FINISHED, PAUSED, delivery_id, headers, payload
+from jobs.store.interface import ReportStore, webhook_entry
 from jobs.store.report import status_dict
 from worker.heartbeat import process_id
 from worker.pump import Pump
@@ -115,24 +115,27 @@ def post_once(
 def send(
     store: ReportStore,
     client: httpx.Client,
-    batch_id: str,
+    entry: str,
     secret: str | None,
     *,
     rules: Destinations,
     owner: str,
     attempts: int = 5,
 ) -> None:
-    """Deliver one batch's webhook, taken as `owner`'s, and record how it went."""
-    status = store.status(batch_id)
+    """Deliver one outbox entry (a batch's end, or a pause of its own), taken as
+    `owner`'s, and record how it went."""
+    target = webhook_entry(entry)
+    status = store.status(target.batch_id)
     if status is None or status.webhook is None:
-        store.record_webhook(batch_id, "failed", 0, "the batch is gone", owner=owner)
+        store.record_webhook(entry, "failed", 0, "the batch is gone", owner=owner)
         return
     if not secret:
         error = "PHONEBATCH_WEBHOOK_SECRET is not set"
-        store.record_webhook(batch_id, "failed", 0, error, owner=owner)
+        store.record_webhook(entry, "failed", 0, error, owner=owner)
         return
-    body = payload(status_dict(status))
-    delivery = delivery_id(batch_id)
+    event, occurrence = (PAUSED, status.pauses) if target.paused else (FINISHED, 0)
+    body = payload(status_dict(status), event, occurrence)
+    delivery = delivery_id(target.batch_id, event, occurrence)
     tries = 0
     retrying = Retrying(
         retry=retry_if_exception(lambda e: isinstance(e, WebhookFailed) and e.retryable),
@@ -146,10 +149,10 @@ def send(
                 tries += 1
                 post_once(client, status.webhook.url, body, secret, rules, delivery=delivery)
     except WebhookFailed as exc:
-        log.warning("webhook for batch %s failed: %s", batch_id, exc)
-        store.record_webhook(batch_id, "failed", tries, str(exc), owner=owner)
+        log.warning("webhook %s for batch %s failed: %s", event, target.batch_id, exc)
+        store.record_webhook(entry, "failed", tries, str(exc), owner=owner)
         return
-    store.record_webhook(batch_id, "delivered", tries, None, owner=owner)
+    store.record_webhook(entry, "delivered", tries, None, owner=owner)
 
 
 def _sending(
@@ -166,17 +169,17 @@ def _sending(
         reraise=True,
     )
 
-    def deliver(batch_id: str) -> None:
+    def deliver(entry: str) -> None:
         try:
             for attempt in retrying:
                 with attempt:
-                    send(store, client, batch_id, secret, rules=rules, owner=owner)
+                    send(store, client, entry, secret, rules=rules, owner=owner)
         except Exception:  # the pool keeps going; the webhook goes back to the outbox
-            log.exception("webhook for batch %s; put back in the outbox", batch_id)
+            log.exception("webhook %s; put back in the outbox", entry)
             try:
-                store.give_back_webhook(batch_id, owner)
+                store.give_back_webhook(entry, owner)
             except Exception:  # Redis still away: it waits in flight until this process ends
-                log.exception("webhook for batch %s could not be put back", batch_id)
+                log.exception("webhook %s could not be put back", entry)
 
     return deliver
 
@@ -195,9 +198,9 @@ def webhook_pump(
     client = client or httpx.Client(timeout=TIMEOUT)
     free = threading.Semaphore(PARALLEL)
 
-    def run(deliver: Callable[[str], None], batch_id: str) -> None:
+    def run(deliver: Callable[[str], None], entry: str) -> None:
         try:
-            deliver(batch_id)
+            deliver(entry)
         finally:
             free.release()
 
@@ -205,15 +208,13 @@ def webhook_pump(
         owner = process_id()  # asked each time: a forked child is another process
         while free.acquire(blocking=False):
             try:
-                batch_id = store.take_due_webhook(owner)
-                if batch_id is None:
+                entry = store.take_due_webhook(owner)
+                if entry is None:
                     free.release()
                     return
                 deliver = _sending(store, client, secret, rules, owner)
-                name = f"phonebatch-webhook-{batch_id}"
-                threading.Thread(
-                    target=run, args=(deliver, batch_id), name=name, daemon=True
-                ).start()
+                name = f"phonebatch-webhook-{entry}"
+                threading.Thread(target=run, args=(deliver, entry), name=name, daemon=True).start()
             except BaseException:  # Redis away: the slot is free again for the next tick
                 free.release()
                 raise

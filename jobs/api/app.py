@@ -18,8 +18,11 @@ from jobs.api.deps import Authorized, StoreDep
 from jobs.api.guard import Guard
 from jobs.api.metrics import BatchItemsCollector
 from jobs.api.schemas import Health, problems
+from jobs.operations.producer import Overlap
 from jobs.store.interface import StoreUnavailable
 from jobs.store.redis_store import RedisReportStore
+
+OVERLAP_LISTED = 1000  # held numbers a refusal lists (its detail gives the count)
 
 
 def create_api(settings: Settings, store: RedisReportStore, *, token: str | None) -> FastAPI:
@@ -35,6 +38,7 @@ def create_api(settings: Settings, store: RedisReportStore, *, token: str | None
     api.state.metrics = registry
     api.add_exception_handler(StoreUnavailable, _redis_down)
     api.add_exception_handler(redis.ConnectionError, _redis_down)
+    api.add_exception_handler(Overlap, _overlap)
     api.add_api_route(
         "/healthz", healthz, tags=["health"],
         responses={200: {"model": Health}, 503: {"model": Health, "description": "No Redis."}},
@@ -51,6 +55,13 @@ def create_api(settings: Settings, store: RedisReportStore, *, token: str | None
 
 async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Redis is unavailable; try again shortly"}, 503)
+
+
+async def _overlap(request: Request, exc: Exception) -> JSONResponse:
+    """A batch refused (409) because running batches hold some of its numbers: which."""
+    held = exc.held if isinstance(exc, Overlap) else []
+    listed = [{"id": number, "batch_id": holder} for number, holder in held[:OVERLAP_LISTED]]
+    return JSONResponse({"detail": str(exc), "held": listed}, 409)
 
 
 def healthz(store: StoreDep) -> JSONResponse:

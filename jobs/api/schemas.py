@@ -108,6 +108,9 @@ class BatchStatus(BaseModel):
     canary: int = Field(description="Numbers sent before the batch paused to be checked.")
     guard: FailureGuard | None = Field(description="When the batch pauses itself; null: never.")
     allow_overlap: bool
+    paused_by: Literal["canary", "guard"] | None = Field(
+        description="What paused the batch, when it paused itself."
+    )
     paused_reason: str | None = Field(description="Why the batch paused itself.")
     model_config = ConfigDict(extra="allow")
 

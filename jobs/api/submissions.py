@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 
 from config import Settings
 from jobs.api.deps import ApiError, Authorized, SettingsDep, StoreDep
-from jobs.api.schemas import Accepted, InvalidBatch, Scalar, Selection, problems
+from jobs.api.schemas import Accepted, InvalidBatch, Overlap, Scalar, Selection, problems
 from jobs.api.upload import format_of as batch_format
 from jobs.api.upload import read_body, validate_batch
 from jobs.batch.selection import values_problems
@@ -68,12 +68,18 @@ ACCEPTED: dict[int | str, dict[str, Any]] = {
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": InvalidBatch, "description": "Invalid rows, or a malformed batch."}
 }
+OVERLAPS: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": Overlap,
+        "description": "Running batches hold some of its numbers (`allow_overlap` to go on).",
+    }
+}
 
 
 @router.post(
     "/batches",
     status_code=202,
-    responses=ACCEPTED | INVALID | problems(401, 413, 415, 503),
+    responses=ACCEPTED | INVALID | OVERLAPS | problems(401, 413, 415, 503),
     openapi_extra={"requestBody": BATCH_BODY},
 )
 async def post_batch(

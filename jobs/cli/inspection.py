@@ -23,6 +23,7 @@ from jobs.cli.shared import (
     settings,
 )
 from jobs.operations.recovery import is_stalled
+from jobs.queue.priority import Priority
 from jobs.store.interface import BatchMode, BatchState, BatchStatus, ItemStatus, iter_items
 from jobs.store.pace import PaceReading, read_paces
 from jobs.store.report import (
@@ -46,6 +47,9 @@ def _print_status(status: BatchStatus) -> None:
             f"  paused    no new request starts{since}; go on with: "
             f"phonebatch continue {status.batch_id}"
         )
+        if status.paused_reason:
+            out.print(f"  because   {printable(status.paused_reason)}")
+    _print_guardrails(status)
     out.print(f"  progress  {summary_line(status)}")
     out.print(f"  created   {iso_time(status.created_at)}")
     if status.finished_at:
@@ -67,6 +71,16 @@ def _print_status(status: BatchStatus) -> None:
             f"  resumed   by the workers, {status.resumed} time(s): it had stalled "
             f"(last {iso_time(status.resumed_at)})"
         )
+
+
+def _print_guardrails(status: BatchStatus) -> None:
+    """Its priority, canary and failure guard, where they are not the defaults."""
+    if status.priority is not Priority.NORMAL:
+        out.print(f"  priority  {status.priority.value}")
+    if status.canary:
+        out.print(f"  canary    {status.canary} numbers first, then a pause")
+    if not status.guard.on and status.mode is not BatchMode.DRY_RUN:
+        out.print("  guard     off: it never pauses itself on failures")
 
 
 @app.command()

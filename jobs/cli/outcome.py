@@ -9,7 +9,7 @@ from collections import Counter
 import typer
 
 from jobs.batch.text import printable
-from jobs.cli.progress import watch
+from jobs.cli.progress import paused_itself, watch
 from jobs.cli.shared import err, exit_code, out
 from jobs.store.interface import BatchMode, BatchStatus, ItemStatus, iter_items
 from jobs.store.redis_store import RedisReportStore
@@ -35,12 +35,25 @@ def announce(
         out.print(f"Batch {batch_id} {final.state.value}: {summary_line(final)}")
         if final.halted_reason:
             out.print(f"Stopped sending: {printable(final.halted_reason)}")
+        if paused_itself(final):
+            print_self_pause(final)
         if final.mode is BatchMode.DRY_RUN:
             print_dry_run(store, final)
         else:
             print_skips(store, final)
         print_failures(store, final)
     raise typer.Exit(exit_code(final))
+
+
+def print_self_pause(status: BatchStatus) -> None:
+    """Why the batch paused itself, and the ways on."""
+    batch_id = status.batch_id
+    out.print(f"Paused itself: {printable(status.paused_reason or status.paused_by or '')}")
+    guard = " --no-guard" if status.paused_by == "guard" else ""
+    out.print(f"  go on:        phonebatch continue {batch_id}{guard}")
+    out.print(f"  stop it:      phonebatch cancel {batch_id}")
+    if status.counts.succeeded:
+        out.print(f"  undo so far:  phonebatch rollback {batch_id}")
 
 
 def print_dry_run(store: RedisReportStore, status: BatchStatus, limit: int = 50) -> None:

@@ -34,11 +34,20 @@ def _label(status: BatchStatus) -> str:
     return status.batch_id
 
 
+SETTLE = 1.0  # a batch that paused itself: seconds without a new outcome before we stop
+
+
+def paused_itself(status: BatchStatus) -> bool:
+    """Paused by its canary or its failure guard: waiting for a person to look at it."""
+    return status.state is BatchState.PAUSED and status.paused_by is not None
+
+
 def watch(
     store: ReportStore, batch_id: str, *, console: Console, interval: float = 0.25
 ) -> BatchStatus:
-    """Draw a progress bar until the batch is completed or cancelled (a paused batch is
-    waited for: it says so); return its status."""
+    """Draw a progress bar until the batch is completed or cancelled, or paused itself
+    (its canary is done, or its failure guard tripped) and its requests in flight have
+    been recorded; a batch paused by hand is waited for (it says so). Returns its status."""
     current = store.status(batch_id)
     if current is None:
         raise LookupError(f"no batch {batch_id}")
@@ -54,6 +63,8 @@ def watch(
         transient=False,
     )
     total = current.counts.total
+    settled_at: float | None = None  # when the outcomes of a self-paused batch last moved
+    settled_done = -1
     try:
         with progress:
             task = progress.add_task(batch_id, total=total, counts="")
@@ -66,6 +77,13 @@ def watch(
                 )  # fmt: skip
                 if current.done:
                     return current
+                if paused_itself(current):
+                    if settled_at is None or done != settled_done:
+                        settled_at, settled_done = time.monotonic(), done
+                    elif time.monotonic() - settled_at >= SETTLE:
+                        return current
+                else:
+                    settled_at = None
                 time.sleep(interval)
                 current = store.status(batch_id) or current
     except KeyboardInterrupt:

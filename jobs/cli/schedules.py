@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import redis
 import typer
 
 from config.schedules import Schedule, ScheduleError, find, load_schedules, utc
@@ -12,7 +14,8 @@ from jobs.cli.outcome import announce
 from jobs.cli.shared import EXIT_INVALID, CliError, JsonOpt, WaitOpt, app, open_store, out, settings
 from jobs.operations.destinations import destinations
 from jobs.operations.options import default_guard
-from jobs.operations.scheduling import fire
+from jobs.operations.scheduling import fire, last_fire
+from jobs.store.connection import RedisUrlError, client_for
 
 schedules_app = typer.Typer(
     help="The schedules in PHONEBATCH_SCHEDULES (default config/schedules.toml).",
@@ -33,13 +36,15 @@ def load() -> list[Schedule]:
 def schedules_list(as_json: JsonOpt = False) -> None:
     """Each schedule and its next run, in its own time zone and in UTC."""
     now = datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    lasts = _last_fires([s.name for s in load()])
     for s in load():
         upcoming = s.next_run(now)
         source = f"file {s.file}" if s.file else f"{len(s.ids or [])} ids, set {s.set}"
         rows.append(
             {"name": s.name, "cron": s.cron, "timezone": s.timezone, "source": source,
-             "next_run": upcoming.isoformat(), "next_run_utc": utc(upcoming).isoformat()}
+             "next_run": upcoming.isoformat(), "next_run_utc": utc(upcoming).isoformat(),
+             "priority": s.priority, "last": lasts.get(s.name) or None}
         )  # fmt: skip
     if as_json:
         out.print_json(data=rows)
@@ -52,6 +57,18 @@ def schedules_list(as_json: JsonOpt = False) -> None:
             f"= {row['next_run_utc']} — {row['source']}",
             markup=False,
         )
+        if last := row["last"]:
+            said = f"batch {last['batch_id']}" if last["outcome"] == "fired" else last["reason"]
+            out.print(f"  last: {last['outcome']} at {last['at']}: {said}", markup=False)
+
+
+def _last_fires(names: list[str]) -> dict[str, dict[str, str]]:
+    """Each schedule's last firing, if Redis answers (the list needs no Redis)."""
+    try:
+        client = client_for(settings(), socket_connect_timeout=1, socket_timeout=2)
+        return {name: last_fire(client, name) for name in names}
+    except (redis.RedisError, RedisUrlError):
+        return {}
 
 
 @schedules_app.command("run")

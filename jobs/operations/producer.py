@@ -50,6 +50,22 @@ CHUNK = 1000
 Progress = Callable[[int], None]
 
 
+class Overlap(Exception):
+    """A new batch names numbers that running batches hold (`held`: number id, holder
+    batch id); nothing of it was queued."""
+
+    def __init__(self, held: list[tuple[str, str]]) -> None:
+        self.held = held
+        holders = sorted({holder for _, holder in held})
+        shown = ", ".join(holders[:3]) + (
+            f" and {len(holders) - 3} more" if len(holders) > 3 else ""
+        )
+        super().__init__(
+            f"{len(held)} of its numbers are being changed by another batch ({shown}); "
+            "nothing was queued"
+        )
+
+
 def enqueue_items(
     broker: redis.Redis,
     queue: str,
@@ -126,6 +142,12 @@ def new_batch(
         queue=queue, priority=chosen.priority, canary=chosen.canary, guard=chosen.guard,
         allow_overlap=chosen.allow_overlap,
     )  # fmt: skip
+
+
+def numbers_of(items: Sequence[BatchItem], start: int = 0) -> Iterator[tuple[str, int]]:
+    """Each item's number and index: what a batch holds."""
+    for index, item in enumerate(items, start=start):
+        yield item.number_id, index
 
 
 def seeds_of(items: Sequence[BatchItem], start: int = 0) -> Iterator[ItemSeed]:
@@ -219,9 +241,14 @@ def submit_batch(
     All or nothing: the batch is staged (invisible to everyone) until its last item is
     written, then goes live in one step, and only then are its tasks queued. A failure
     part way removes what was written; a submitter that dies part way leaves a staged
-    batch that expires within the hour, with no task that could send anything."""
+    batch that expires within the hour, with no task that could send anything.
+
+    A batch that changes numbers holds them while their items are pending: if another
+    batch holds any, it raises `Overlap` and queues nothing (unless `allow_overlap`). A
+    dry run changes nothing: it neither holds nor is refused."""
     batch_id = batch_id or new_batch_id()
     chosen = options or BatchOptions()
+    holding = False  # numbers held by this batch, to give back if it fails
     try:
         store.create_batch(
             new_batch(
@@ -230,10 +257,17 @@ def submit_batch(
             seeds_of(items),
             live=False,
         )
+        if chosen.mode is not BatchMode.DRY_RUN:
+            held = store.hold(batch_id, numbers_of(items), share=chosen.allow_overlap)
+            if held and not chosen.allow_overlap:
+                raise Overlap(held)  # refused: it took nothing
+            holding = True
         if not store.go_live(batch_id):
             raise RuntimeError(f"batch {batch_id} expired while it was being written")
     except BaseException:
         with contextlib.suppress(redis.RedisError):  # else it expires by itself
+            if holding:
+                store.release_holds(batch_id, numbers_of(items))
             store.discard(batch_id)
         raise
     if chosen.read_first and len(items) >= 2:

@@ -44,7 +44,8 @@ def retry_failed(store: RedisReportStore, queue: str, batch_id: str) -> RetryBat
     ]  # fmt: skip
     options = BatchOptions(
         mode=parent.mode, force=parent.force, read_first=parent.read_first,
-        rollback_of=parent.rollback_of,
+        rollback_of=parent.rollback_of, priority=parent.priority, guard=parent.guard,
+        allow_overlap=parent.allow_overlap,
     )  # fmt: skip
     child = submit_batch(
         items, store=store, broker=store.client, queue=queue, name=f"retry of {parent.name}",

@@ -18,6 +18,7 @@ from jobs.batch.models import UPDATE_MODELS, dump_body
 from jobs.batch.redaction import REDACTED
 from jobs.batch.validation import BatchItem
 from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.queue.priority import Priority
 from jobs.store.interface import BatchMode, ItemRecord, ItemStatus, ReportStore, iter_items
 from jobs.store.redis_store import RedisReportStore
 
@@ -96,6 +97,10 @@ def submit_rollback(
     child = submit_batch(
         plan.items, store=store, broker=store.client, queue=queue,
         name=f"rollback of {original.name}", source=source or original.source,
-        options=BatchOptions(mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id),
+        # Undoing a change comes before other work: a rollback goes high.
+        options=BatchOptions(
+            mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id, priority=Priority.HIGH,
+            guard=original.guard,
+        ),
     )  # fmt: skip
     return child, plan

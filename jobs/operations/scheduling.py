@@ -8,17 +8,18 @@ beats run by mistake.
 from __future__ import annotations
 
 import io
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from config.schedules import Schedule
 from jobs.batch.intake import Intake, read_batch, validate_records
 from jobs.batch.sources import Defaults, InputError, RawRecord, detect_format
 from jobs.operations.destinations import Destinations, webhook_problem
 from jobs.operations.options import Choices, OptionError, batch_options
-from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.operations.producer import BatchOptions, Overlap, submit_batch
 from jobs.store.interface import GuardRule, ReportStore
 
 SLOT_LOCK_TTL = 7 * 24 * 3600
@@ -88,11 +89,49 @@ def fire(
         return None
     when = f" at {slot.isoformat()}" if slot else " (run by hand)"
     try:
-        return _submit(schedule, intake, when, store, broker, queue, default_webhook, options)
+        batch_id = _submit(schedule, intake, when, store, broker, queue, default_webhook, options)
+    except Overlap as exc:
+        # Another batch is changing some of its numbers: this slot fires as skipped (a
+        # later try would only be later), and says why.
+        note_fire(broker, schedule.name, slot, outcome="skipped", reason=str(exc))
+        raise
     except Exception:
         if slot is not None:  # the slot did not fire: let a later try have it
             broker.delete(slot_key(schedule.name, slot))
         raise
+    note_fire(broker, schedule.name, slot, outcome="fired", batch_id=batch_id)
+    return batch_id
+
+
+def last_fire_key(name: str) -> str:
+    return f"phonebatch:schedule:{name}:last"
+
+
+def note_fire(
+    client: redis.Redis, name: str, slot: datetime | None, *, outcome: str,
+    batch_id: str = "", reason: str = "",
+) -> None:  # fmt: skip
+    """What the schedule's last firing did (`fired` a batch, or `skipped` and why), for
+    `phonebatch schedules list`."""
+    fields: dict[FieldT, EncodableT] = {
+        "outcome": outcome, "batch_id": batch_id, "reason": reason,
+        "slot": slot.isoformat() if slot else "", "at": datetime.now(UTC).isoformat(),
+    }  # fmt: skip
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(last_fire_key(name))
+    pipe.hset(last_fire_key(name), mapping=fields)
+    pipe.expire(last_fire_key(name), SLOT_LOCK_TTL)
+    pipe.execute()
+
+
+def last_fire(client: redis.Redis, name: str) -> dict[str, str]:
+    """The schedule's last firing as `note_fire` kept it ({} if none is known)."""
+    raw = client.hgetall(last_fire_key(name))
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _submit(

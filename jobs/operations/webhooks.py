@@ -1,4 +1,5 @@
-"""Completion webhooks: the signed summary a batch POSTs when it ends. Pure.
+"""Batch webhooks: the signed summary a batch POSTs when it ends (`batch.finished`) or
+pauses itself (`batch.paused`: its canary is done, or its failure guard tripped). Pure.
 
 The body is `{"event": ..., "delivery_id": ..., "batch": <the batch's status JSON>}`.
 Three headers go with it:
@@ -32,17 +33,20 @@ SIGNATURE_HEADER = "X-Phonebatch-Signature"
 TIMESTAMP_HEADER = "X-Phonebatch-Timestamp"
 DEFAULT_TOLERANCE = 300
 FINISHED = "batch.finished"
+PAUSED = "batch.paused"  # the batch paused itself (its canary, its failure guard)
 # Fixed for good: every delivery id ever sent is a UUID 5 in this namespace.
 _DELIVERIES = uuid.UUID("6d0c2f0e-5b1a-4f43-9a57-8f3e2b7c1d90")
 
 
-def delivery_id(batch_id: str, event: str = FINISHED) -> str:
-    """The id every delivery of this batch's `event` carries, however often it is sent."""
-    return str(uuid.uuid5(_DELIVERIES, f"{event}/{batch_id}"))
+def delivery_id(batch_id: str, event: str = FINISHED, occurrence: int = 0) -> str:
+    """The id every delivery of this batch's `event` carries, however often it is sent;
+    an event a batch can have more than once (a pause) is told apart by `occurrence`."""
+    name = f"{event}/{batch_id}" + (f"/{occurrence}" if occurrence else "")
+    return str(uuid.uuid5(_DELIVERIES, name))
 
 
-def payload(summary: dict[str, Any], event: str = FINISHED) -> bytes:
-    body = {"event": event, "delivery_id": delivery_id(summary["batch_id"], event)}
+def payload(summary: dict[str, Any], event: str = FINISHED, occurrence: int = 0) -> bytes:
+    body = {"event": event, "delivery_id": delivery_id(summary["batch_id"], event, occurrence)}
     return json.dumps(body | {"batch": summary}, separators=(",", ":")).encode()
 
 

@@ -183,7 +183,9 @@ class BatchStatus:
     canary: int = 0  # the numbers sent before the batch paused itself to be checked
     guard: GuardRule = NO_GUARD
     allow_overlap: bool = False
-    paused_reason: str | None = None  # why the batch paused itself (canary, guard)
+    paused_by: str | None = None  # "canary" or "guard" when the batch paused itself
+    paused_reason: str | None = None  # and why, in words
+    pauses: int = 0  # times it paused itself: tells one `batch.paused` webhook from another
 
     @property
     def done(self) -> bool:
@@ -262,6 +264,40 @@ class ItemRecord:
         )
 
 
+# A staged batch's holds count this long: a submitter that died while writing its batch
+# holds no number past it.
+STAGED_HOLD_SECONDS = 600
+
+
+def guard_mark(record: ItemRecord) -> str:
+    """What the failure guard counts of an outcome: '1' failed for good (an HTTP 4xx
+    other than 429: the request itself is wrong, and sending the next ones like it will
+    not help), '0' any other outcome, '' none (cancelled: nothing was tried)."""
+    if record.status is ItemStatus.CANCELLED:
+        return ""
+    status = record.http_status
+    permanent = record.status is ItemStatus.FAILED and status is not None and 400 <= status < 500
+    return "1" if permanent and status != 429 else "0"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEntry:
+    """An entry of the webhook outbox: a batch's end (`<id>`) or a pause of its own
+    (`<id>|paused`), and the prefix of the fields that hold its state in the batch."""
+
+    batch_id: str
+    paused: bool
+
+    @property
+    def prefix(self) -> str:
+        return "pause_webhook" if self.paused else "webhook"
+
+
+def webhook_entry(entry: str) -> WebhookEntry:
+    batch_id, _, kind = entry.partition("|")
+    return WebhookEntry(batch_id, kind == "paused")
+
+
 class StoreUnavailable(Exception):
     """The store's server cannot be reached; the message says where we looked."""
 
@@ -274,10 +310,11 @@ class SendRules:
     force: bool = False
     read_first: bool = True
     halted_reason: str | None = None
+    canary: bool = False  # one of the batch's canary numbers: sent even once it pauses
 
     @classmethod
-    def of(cls, status: BatchStatus) -> SendRules:
-        return cls(status.mode, status.force, status.read_first, status.halted_reason)
+    def of(cls, status: BatchStatus, *, canary: bool = False) -> SendRules:
+        return cls(status.mode, status.force, status.read_first, status.halted_reason, canary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,20 +465,35 @@ class ReportStore(Protocol):
         ...
 
     def take_due_webhook(self, owner: str) -> str | None:
-        """A batch that ended and has a webhook to send, taken by one sender only: from
-        the outbox to the deliveries in flight, noted as `owner`'s (a worker process), in
-        one step. If `owner` dies before `record_webhook`, the webhook goes back to the
-        outbox (the Redis store's `return_lapsed_webhooks`)."""
+        """An outbox entry (`webhook_entry`: a batch that ended or paused itself, with a
+        webhook to send), taken by one sender only: from the outbox to the deliveries in
+        flight, noted as `owner`'s (a worker process), in one step. If `owner` dies before
+        `record_webhook`, it goes back to the outbox (the Redis store's
+        `return_lapsed_webhooks`)."""
         ...
 
     def record_webhook(
-        self, batch_id: str, status: str, attempts: int, error: str | None, *, owner: str
+        self, entry: str, status: str, attempts: int, error: str | None, *, owner: str
     ) -> None:
         """A delivery's outcome (`delivered` or `failed`), and `owner`'s delivery in flight
         gone, in one step. A `failed` never overwrites a `delivered`."""
         ...
 
-    def give_back_webhook(self, batch_id: str, owner: str) -> None:
+    def hold(
+        self, batch_id: str, numbers: Iterable[tuple[str, int]], *, share: bool = False
+    ) -> list[tuple[str, str]]:
+        """Hold these numbers (number id, item index) for the batch: no other batch may
+        change them while its item for them is pending. Returns the numbers other batches
+        hold, with the holder; when there are any, nothing is taken (`share`: the free
+        ones are taken all the same). A number is free again once its item has an
+        outcome, or its batch is cancelled or gone."""
+        ...
+
+    def release_holds(self, batch_id: str, numbers: Iterable[tuple[str, int]]) -> None:
+        """Give back these numbers' holds, where they are still this batch's."""
+        ...
+
+    def give_back_webhook(self, entry: str, owner: str) -> None:
         """`owner`'s delivery in flight, which ended without an outcome, back in the
         outbox (status `pending`) for any sender to take: in one step, and only while it
         is still `owner`'s."""

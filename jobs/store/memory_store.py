@@ -11,6 +11,7 @@ from typing import Any
 
 from jobs.store.interface import (
     NO_GUARD,
+    STAGED_HOLD_SECONDS,
     BatchState,
     BatchStatus,
     Claim,
@@ -23,6 +24,8 @@ from jobs.store.interface import (
     SendRules,
     Ticket,
     WebhookState,
+    guard_mark,
+    webhook_entry,
 )
 
 
@@ -54,6 +57,8 @@ class MemoryReportStore:
         self._webhooks_due: list[str] = []
         self._webhooks_delivering: dict[str, str] = {}  # batch id -> owner
         self._queues: dict[str, list[str]] = {}  # as a Redis list: LPUSH adds at index 0
+        self._holds: dict[str, tuple[str, int]] = {}  # number -> batch id, item index
+        self._pause_webhooks: dict[str, str] = {}  # batch id -> its pause notice's state
 
     def queued(self, queue: str) -> list[str]:
         """The messages on `queue`, left to right as LRANGE gives them (workers take from
@@ -152,9 +157,87 @@ class MemoryReportStore:
             entry.claims.pop(item.index, None)
             if keep_body:
                 entry.bodies[item.index] = keep_body
+            self._unhold(batch_id, current)
             entry.status = _counted(entry.status, item.status, 1)
             self._ended(entry)
+            if entry.status.counts.pending > 0:
+                self._guard(entry, guard_mark(item))
             return True
+
+    def _guard(self, entry: _Batch, mark: str) -> None:
+        """The failure guard, as RECORD_OUTCOME keeps it."""
+        rule = entry.status.guard
+        if not rule.on or not mark:
+            return
+        entry.window.insert(0, mark == "1")
+        del entry.window[rule.window :]
+        fails = sum(entry.window)
+        full = len(entry.window) >= rule.window
+        running = entry.status.state is BatchState.RUNNING
+        if running and full and fails > rule.threshold * rule.window:
+            self._self_pause(
+                entry,
+                "guard",
+                f"guard: {fails} of the last {rule.window} outcomes failed for good (HTTP 4xx "
+                f"other than 429), more than the {rule.threshold * 100:g}% allowed",
+            )
+
+    def _self_pause(self, entry: _Batch, kind: str, reason: str) -> None:
+        now = time.time()
+        entry.status = replace(
+            entry.status, state=BatchState.PAUSED, paused_at=now, paused_by=kind,
+            paused_reason=reason, pauses=entry.status.pauses + 1,
+        )  # fmt: skip
+        if entry.status.webhook is not None:
+            batch_id = entry.status.batch_id
+            self._pause_webhooks[batch_id] = "pending"
+            if f"{batch_id}|paused" not in self._webhooks_due:
+                self._webhooks_due.append(f"{batch_id}|paused")
+
+    def _unhold(self, batch_id: str, record: ItemRecord) -> None:
+        if self._holds.get(record.number_id) == (batch_id, record.index):
+            del self._holds[record.number_id]
+
+    def hold(
+        self, batch_id: str, numbers: Iterable[tuple[str, int]], *, share: bool = False
+    ) -> list[tuple[str, str]]:
+        wanted = list(numbers)
+        with self._lock:
+            held = [
+                (number, holder)
+                for number, _ in wanted
+                if (holder := self._holder(number, batch_id)) is not None
+            ]
+            if held and not share:
+                return held
+            taken = {number for number, _ in held}
+            for number, index in wanted:
+                if number not in taken:
+                    self._holds[number] = (batch_id, index)
+            return held
+
+    def _holder(self, number: str, batch_id: str) -> str | None:
+        """The other batch holding `number` now, as HOLD tells it."""
+        holder, index = self._holds.get(number, (batch_id, -1))
+        if holder == batch_id:
+            return None
+        entry = self._batches.get(holder)
+        if entry is None:
+            staged = self._staged.get(holder)
+            if staged is None:
+                return None
+            fresh = time.time() - staged.status.created_at < STAGED_HOLD_SECONDS
+            return holder if fresh else None
+        item = entry.items.get(index)
+        if item is None:
+            return holder if entry.selection_begun and entry.status.selecting else None
+        return holder if item.status is ItemStatus.PENDING else None
+
+    def release_holds(self, batch_id: str, numbers: Iterable[tuple[str, int]]) -> None:
+        with self._lock:
+            for number, index in numbers:
+                if self._holds.get(number) == (batch_id, index):
+                    del self._holds[number]
 
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
         now = time.time()
@@ -167,6 +250,7 @@ class MemoryReportStore:
                 return Ticket(Claim.DONE)
             if entry.status.state is BatchState.CANCELLED:
                 entry.items[index] = replace(current, status=ItemStatus.CANCELLED, finished_at=now)
+                self._unhold(batch_id, current)
                 entry.claims.pop(index, None)
                 entry.bodies.pop(index, None)  # never to be sent: no secret kept
                 entry.status = _counted(entry.status, ItemStatus.CANCELLED, 1)
@@ -179,12 +263,23 @@ class MemoryReportStore:
                 return Ticket(Claim.PAUSED)
             if expiry > now and holder != owner:
                 return Ticket(Claim.BUSY, busy_for=expiry - now)
+            canary = not holder and entry.canary_left is not None
+            if canary and entry.canary_left is not None and entry.canary_left <= 0:
+                self._self_pause(
+                    entry,
+                    "canary",
+                    f"canary: the first {entry.status.canary} numbers were taken; check "
+                    "them, then continue or cancel",
+                )
+                return Ticket(Claim.PAUSED)
+            if canary and entry.canary_left is not None:
+                entry.canary_left -= 1
             entry.claims[index] = (now + lease, owner)
             entry.status = _active(entry.status, now)
             claim = Claim.RETAKEN if holder else Claim.CLAIMED
             kept = entry.snapshots.get(index)
             return Ticket(
-                claim, item=current, rules=SendRules.of(entry.status),
+                claim, item=current, rules=SendRules.of(entry.status, canary=canary),
                 snapshot=json.loads(kept) if kept else None,
             )  # fmt: skip
 
@@ -223,6 +318,7 @@ class MemoryReportStore:
                         entry.items[index] = replace(
                             record, status=ItemStatus.CANCELLED, finished_at=now
                         )
+                        self._unhold(batch_id, record)
                         entry.claims.pop(index, None)
                         entry.bodies.pop(index, None)  # never to be sent: no secret kept
                         swept += 1
@@ -270,7 +366,7 @@ class MemoryReportStore:
                 return False, entry.status
             state = BatchState.RUNNING if entry.status.started_at else BatchState.QUEUED
             entry.status = replace(
-                entry.status, state=state, paused_at=None, paused_reason=None,
+                entry.status, state=state, paused_at=None, paused_by=None, paused_reason=None,
                 active_at=time.time(), guard=NO_GUARD if no_guard else entry.status.guard,
             )  # fmt: skip
             if entry.canary_left == 0:
@@ -297,42 +393,50 @@ class MemoryReportStore:
     def take_due_webhook(self, owner: str) -> str | None:
         with self._lock:
             while self._webhooks_due:
-                batch_id = self._webhooks_due.pop(0)
-                entry = self._batches.get(batch_id)
-                webhook = entry.status.webhook if entry else None
-                if entry and webhook and webhook.status == "pending":
-                    self._webhooks_delivering[batch_id] = owner
-                    delivering = replace(webhook, status="delivering")
-                    entry.status = replace(entry.status, webhook=delivering)
-                    return batch_id
+                taken = self._webhooks_due.pop(0)
+                if self._webhook_state(taken) == "pending":
+                    self._webhooks_delivering[taken] = owner
+                    self._set_webhook(taken, status="delivering")
+                    return taken
             return None
 
+    def _webhook_state(self, entry: str) -> str | None:
+        target = webhook_entry(entry)
+        batch = self._batches.get(target.batch_id)
+        if batch is None or batch.status.webhook is None:
+            return None
+        if target.paused:
+            return self._pause_webhooks.get(target.batch_id)
+        return batch.status.webhook.status
+
+    def _set_webhook(self, entry: str, **changes: Any) -> None:
+        target = webhook_entry(entry)
+        batch = self._batches[target.batch_id]
+        if target.paused:
+            self._pause_webhooks[target.batch_id] = changes["status"]
+        elif batch.status.webhook is not None:
+            batch.status = replace(batch.status, webhook=replace(batch.status.webhook, **changes))
+
     def record_webhook(
-        self, batch_id: str, status: str, attempts: int, error: str | None, *, owner: str
+        self, entry: str, status: str, attempts: int, error: str | None, *, owner: str
     ) -> None:
         with self._lock:
-            if self._webhooks_delivering.get(batch_id) == owner:
-                del self._webhooks_delivering[batch_id]
-            if batch_id in self._webhooks_due:
-                self._webhooks_due.remove(batch_id)
-            entry = self._batches.get(batch_id)
-            webhook = entry.status.webhook if entry else None
-            if entry is None or webhook is None:
-                return
-            if webhook.status != "delivered" or status == "delivered":
-                outcome = replace(webhook, status=status, attempts=attempts, error=error)
-                entry.status = replace(entry.status, webhook=outcome)
+            if self._webhooks_delivering.get(entry) == owner:
+                del self._webhooks_delivering[entry]
+            if entry in self._webhooks_due:
+                self._webhooks_due.remove(entry)
+            current = self._webhook_state(entry)
+            if current is not None and (current != "delivered" or status == "delivered"):
+                self._set_webhook(entry, status=status, attempts=attempts, error=error)
 
-    def give_back_webhook(self, batch_id: str, owner: str) -> None:
+    def give_back_webhook(self, entry: str, owner: str) -> None:
         with self._lock:
-            if self._webhooks_delivering.get(batch_id) != owner:
+            if self._webhooks_delivering.get(entry) != owner:
                 return
-            del self._webhooks_delivering[batch_id]
-            entry = self._batches.get(batch_id)
-            webhook = entry.status.webhook if entry else None
-            if entry and webhook and webhook.status == "delivering":
-                entry.status = replace(entry.status, webhook=replace(webhook, status="pending"))
-                self._webhooks_due.append(batch_id)
+            del self._webhooks_delivering[entry]
+            if self._webhook_state(entry) == "delivering":
+                self._set_webhook(entry, status="pending")
+                self._webhooks_due.append(entry)
 
     def _ended(self, entry: _Batch) -> None:
         webhook = entry.status.webhook

@@ -55,7 +55,9 @@ def decode_status(batch_id: str, raw: dict[Any, Any]) -> BatchStatus:
         canary=int(data.get("canary") or 0),
         guard=_guard(data),
         allow_overlap=data.get("allow_overlap") == "1",
+        paused_by=data.get("paused_by") or None,
         paused_reason=data.get("paused_reason") or None,
+        pauses=int(data.get("pauses") or 0),
     )
 
 

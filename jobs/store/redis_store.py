@@ -4,7 +4,8 @@ Keys (the `{id}` hash tag keeps a batch's keys in one slot of a Redis Cluster):
 
 - `phonebatch:batches`         sorted set: batch id -> created_at, for `list`
 - `phonebatch:webhooks:due`    set: batches whose webhook is to be delivered (the outbox)
-- `phonebatch:webhooks:delivering`  hash: batch id -> the worker process delivering it
+- `phonebatch:webhooks:delivering`  hash: outbox entry -> the worker process delivering it
+- `phonebatch:holds`           hash: number id -> the batch (and item) changing it now
 - `phonebatch:{id}:batch`      hash: name, source, state, times, counters
 - `phonebatch:{id}:items`      hash: item index -> item record (JSON)
 - `phonebatch:{id}:claims`     hash: item index -> lease expiry of the run sending it
@@ -14,6 +15,7 @@ Keys (the `{id}` hash tag keeps a batch's keys in one slot of a Redis Cluster):
                                when it continues
 - `phonebatch:{id}:before`     hash: item index -> the number's values before the item's
                                first send (JSON), kept before the request is sent
+- `phonebatch:{id}:guard`      list: the failure guard's window of outcomes, newest first
 
 A batch's keys expire `retention` seconds after the batch is created, and again after
 it finishes, so a report lives at least that long after its last outcome. The atomic
@@ -40,6 +42,7 @@ from jobs.store import scripts
 from jobs.store.connection import connect
 from jobs.store.interface import (
     COUNTED,
+    STAGED_HOLD_SECONDS,
     BatchMode,
     BatchState,
     BatchStatus,
@@ -52,6 +55,8 @@ from jobs.store.interface import (
     SendRules,
     StoreUnavailable,
     Ticket,
+    guard_mark,
+    webhook_entry,
 )
 from jobs.store.records import as_text as _text
 from jobs.store.records import decode_status
@@ -66,6 +71,9 @@ STAGING = "staging"  # a batch being written: no front end, worker or resume see
 STAGING_SECONDS = 3600  # a submitter that died mid-way leaves keys that expire by this
 WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
 WEBHOOKS_DELIVERING_KEY = "phonebatch:webhooks:delivering"
+# Number id -> "<batch id>|<item index>": the batch whose pending item changes it now.
+HOLDS_KEY = "phonebatch:holds"
+_HOLD_CHUNK = 1000
 _CHUNK = 2000
 # A snapshot waits at most this long for a replica to have it before its item is sent.
 REPLICA_WAIT_MS = 1000
@@ -107,6 +115,11 @@ def _batch_key_parts() -> list[str]:
 def guard_key(batch_id: str) -> str:
     """The failure guard's window: the last outcomes, newest first ('1' failed for good)."""
     return f"phonebatch:{{{batch_id}}}:guard"
+
+
+def _items_key_parts() -> list[str]:
+    before, _, after = items_key("\n").partition("\n")
+    return [before, after]
 
 
 def snapshots_key(batch_id: str) -> str:
@@ -164,6 +177,8 @@ class RedisReportStore:
         self._record_webhook = client.register_script(scripts.RECORD_WEBHOOK)
         self._return_webhooks = client.register_script(scripts.RETURN_WEBHOOKS)
         self._give_back = client.register_script(scripts.GIVE_BACK_WEBHOOK)
+        self._hold = client.register_script(scripts.HOLD)
+        self._release_holds = client.register_script(scripts.RELEASE_HOLDS)
 
     @property
     def client(self) -> redis.Redis:
@@ -229,7 +244,9 @@ class RedisReportStore:
         return bool(self._go_live(keys=keys, args=[self._retention, batch_id, time.time()]) == 1)
 
     def discard(self, batch_id: str) -> None:
-        self._redis.delete(*_keys(batch_id), expect_key(batch_id), snapshots_key(batch_id))
+        self._redis.delete(
+            *_keys(batch_id), expect_key(batch_id), snapshots_key(batch_id), guard_key(batch_id)
+        )
         self._redis.zrem(BATCHES_KEY, batch_id)
 
     def _write_items(self, batch_id: str, items: Iterable[ItemSeed], ttl: int | None = None) -> int:
@@ -281,10 +298,10 @@ class RedisReportStore:
         self, batch_id: str, item: ItemRecord, keep_body: str | None = None,
         receipt: Receipt | None = None,
     ) -> bool:  # fmt: skip
-        keys = [*_keys(batch_id), WEBHOOKS_DUE_KEY]
+        keys = [*_keys(batch_id), WEBHOOKS_DUE_KEY, HOLDS_KEY, guard_key(batch_id)]
         args: list[Any] = [
             item.index, item.status.value, item.encode(), self._retention, keep_body or "",
-            batch_id,
+            batch_id, guard_mark(item),
         ]  # fmt: skip
         if receipt is not None:
             keys += [receipt.index_key, receipt.entries_key]
@@ -294,13 +311,16 @@ class RedisReportStore:
         result = self._record(keys=keys, args=args)
         if receipt is not None:
             receipt.settled = True
-        return bool(result == 1)
+        if result == 2:
+            reason = self._redis.hget(batch_key(batch_id), "paused_reason")
+            log.warning("batch %s paused itself: %s", batch_id, _text(reason or b""))
+        return result in (1, 2)
 
     def claim(self, batch_id: str, index: int, lease: float, owner: str) -> Ticket:
         answer = self._claim(
             keys=[
                 *_keys(batch_id)[:3], WEBHOOKS_DUE_KEY, bodies_key(batch_id),
-                snapshots_key(batch_id),
+                snapshots_key(batch_id), HOLDS_KEY,
             ],
             args=[index, lease, self._retention, owner, batch_id],
         )  # fmt: skip
@@ -315,6 +335,7 @@ class RedisReportStore:
             force=force == "1",
             read_first=read_first != "0",
             halted_reason=halted or None,
+            canary=len(answer) > 8 and _text(answer[8]) == "1",
         )
         kept = answer[7] if len(answer) > 7 else None
         return Ticket(
@@ -369,7 +390,7 @@ class RedisReportStore:
             for first in range(0, total, _CHUNK):
                 last = min(total, first + _CHUNK) - 1
                 self._sweep(
-                    keys=[*_keys(batch_id), WEBHOOKS_DUE_KEY],
+                    keys=[*_keys(batch_id), WEBHOOKS_DUE_KEY, HOLDS_KEY],
                     args=[first, last, self._retention, batch_id],
                 )
         return self.status(batch_id)
@@ -434,14 +455,50 @@ class RedisReportStore:
         return _text(taken) if taken else None
 
     def record_webhook(
-        self, batch_id: str, status: str, attempts: int, error: str | None, *, owner: str
+        self, entry: str, status: str, attempts: int, error: str | None, *, owner: str
     ) -> None:
-        keys = [batch_key(batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
-        self._record_webhook(keys=keys, args=[batch_id, owner, status, attempts, error or ""])
+        target = webhook_entry(entry)
+        keys = [batch_key(target.batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
+        args: list[str | int] = [entry, owner, status, attempts, error or "", target.prefix]
+        self._record_webhook(keys=keys, args=args)
 
-    def give_back_webhook(self, batch_id: str, owner: str) -> None:
-        keys = [batch_key(batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
-        self._give_back(keys=keys, args=[batch_id, owner])
+    def give_back_webhook(self, entry: str, owner: str) -> None:
+        target = webhook_entry(entry)
+        keys = [batch_key(target.batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
+        self._give_back(keys=keys, args=[entry, owner, target.prefix])
+
+    def hold(
+        self, batch_id: str, numbers: Iterable[tuple[str, int]], *, share: bool = False
+    ) -> list[tuple[str, str]]:
+        # A chunk a script: all or none within it. A refused batch checks the rest (to
+        # list every held number), then gives back the chunks it took.
+        mode = "share" if share else "take"
+        held: list[tuple[str, str]] = []
+        taken: list[list[tuple[str, int]]] = []
+        pending = iter(numbers)
+        while chunk := list(islice(pending, _HOLD_CHUNK)):
+            flat: list[str | int] = [part for pair in chunk for part in pair]
+            answer = self._hold(
+                keys=[HOLDS_KEY],
+                args=[batch_id, mode, STAGED_HOLD_SECONDS, *_batch_key_parts(),
+                      *_items_key_parts(), *flat],
+            )  # fmt: skip
+            found = [(_text(answer[i]), _text(answer[i + 1])) for i in range(0, len(answer), 2)]
+            held += found
+            if mode == "take" and found:
+                mode = "check"
+            elif mode != "check":
+                taken.append(chunk)
+        if held and not share:
+            for chunk in taken:
+                self.release_holds(batch_id, chunk)
+        return held
+
+    def release_holds(self, batch_id: str, numbers: Iterable[tuple[str, int]]) -> None:
+        pending = iter(numbers)
+        while chunk := list(islice(pending, _HOLD_CHUNK)):
+            flat: list[str | int] = [part for pair in chunk for part in pair]
+            self._release_holds(keys=[HOLDS_KEY], args=[batch_id, *flat])
 
     def return_lapsed_webhooks(self, lapse: float) -> list[str]:
         """Webhooks in flight whose deliverer has not beaten for `lapse` seconds (or is

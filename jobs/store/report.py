@@ -58,6 +58,7 @@ def status_dict(status: BatchStatus) -> dict[str, Any]:
         "canary": status.canary,
         "guard": status.guard.as_dict(),
         "allow_overlap": status.allow_overlap,
+        "paused_by": status.paused_by,  # canary | guard, when it paused itself
         "paused_reason": status.paused_reason,
     }
 

@@ -18,6 +18,24 @@ local function ended(batch_key, due_key, batch_id)
     redis.call('SADD', due_key, batch_id)
   end
 end
+-- The batch pauses itself (a canary done, the failure guard): saying why, and telling its
+-- webhook's receiver (`batch.paused`) if it has one.
+local function self_pause(batch_key, due_key, batch_id, kind, reason)
+  redis.call('HSET', batch_key, 'state', 'paused', 'paused_at', stamp, 'paused_by', kind,
+    'paused_reason', reason)
+  redis.call('HINCRBY', batch_key, 'pauses', 1)
+  local url = redis.call('HGET', batch_key, 'webhook_url')
+  if url and url ~= '' then
+    redis.call('HSET', batch_key, 'pause_webhook_status', 'pending')
+    redis.call('SADD', due_key, batch_id .. '|paused')
+  end
+end
+-- The number an item changes is this batch's no more (its item has an outcome).
+local function unhold(holds_key, number, batch_id, index)
+  if redis.call('HGET', holds_key, number) == batch_id .. '|' .. index then
+    redis.call('HDEL', holds_key, number)
+  end
+end
 local function lease_of(claim)
   if not claim then return nil, nil end
   local expiry, owner = string.match(claim, '^([^|]+)|(.*)$')
@@ -25,27 +43,32 @@ local function lease_of(claim)
 end
 """
 
-# KEYS: B, I, C, D, due webhooks set, and with a broker receipt kombu's unacked index
-# (sorted set), unacked hash and (if noted) the holders hash. ARGV: 1 item index, 2 new
-# status, 3 item record (JSON), 4 retention (s), 5 the body to keep from now on ('' to
-# keep it as it is: a sent item's secrets go), 6 batch id, 7 the receipt's delivery tag (optional).
-# Returns 1 when the item moved out of `pending`, 0 when it already had an outcome,
-# -1 when there is no such item. The receipt goes in every case: the task is done with
-# its message (kombu's ack does the same ZREM and HDEL).
+# KEYS: B, I, C, D, due webhooks set, H (number holds), G (the guard's window), and with
+# a broker receipt kombu's unacked index (sorted set), unacked hash and (if noted) the
+# holders hash. ARGV: 1 item index, 2 new status, 3 item record (JSON), 4 retention (s),
+# 5 the body to keep from now on ('' to keep it as it is: a sent item's secrets go),
+# 6 batch id, 7 what the failure guard counts: '1' failed for good (4xx but 429), '0'
+# any other outcome, '' nothing (cancelled), 8 the receipt's delivery tag (optional).
+# Returns 1 when the item moved out of `pending`, 2 when it did and the failure guard
+# paused the batch, 0 when it already had an outcome, -1 when there is no such item. The
+# receipt goes in every case: the task is done with its message (kombu's ack does the
+# same ZREM and HDEL).
 RECORD_OUTCOME = (
     _NOW
     + """
-if ARGV[7] then
-  redis.call('ZREM', KEYS[6], ARGV[7])
-  redis.call('HDEL', KEYS[7], ARGV[7])
-  if KEYS[8] then redis.call('HDEL', KEYS[8], ARGV[7]) end
+if ARGV[8] then
+  redis.call('ZREM', KEYS[8], ARGV[8])
+  redis.call('HDEL', KEYS[9], ARGV[8])
+  if KEYS[10] then redis.call('HDEL', KEYS[10], ARGV[8]) end
 end
 local current = redis.call('HGET', KEYS[2], ARGV[1])
 if not current then return -1 end
-if cjson.decode(current)['status'] ~= 'pending' then return 0 end
+local item = cjson.decode(current)
+if item['status'] ~= 'pending' then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HDEL', KEYS[3], ARGV[1])
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[4], ARGV[1], ARGV[5]) end
+unhold(KEYS[6], item['id'], ARGV[6], ARGV[1])
 local pending = redis.call('HINCRBY', KEYS[1], 'pending', -1)
 redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
 redis.call('HSET', KEYS[1], 'active_at', stamp)
@@ -60,23 +83,47 @@ if pending <= 0 then
     redis.call('HDEL', KEYS[1], 'paused_at')
   end
   for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ARGV[4]) end
+  redis.call('DEL', KEYS[7])
   ended(KEYS[1], KEYS[5], ARGV[6])
+  return 1
+end
+local window = tonumber(redis.call('HGET', KEYS[1], 'guard_window') or '0') or 0
+if window <= 0 or ARGV[7] == '' then return 1 end
+-- The failure guard: the last `window` outcomes, and how many of them failed for good.
+redis.call('LPUSH', KEYS[7], ARGV[7])
+local fails = redis.call('HINCRBY', KEYS[1], 'guard_fails', tonumber(ARGV[7]))
+local seen = redis.call('LLEN', KEYS[7])
+if seen > window then
+  -- 0 - n, not -n: Lua's -0 reaches Redis as '-0', which HINCRBY refuses.
+  local oldest = tonumber(redis.call('RPOP', KEYS[7])) or 0
+  fails = redis.call('HINCRBY', KEYS[1], 'guard_fails', 0 - oldest)
+  seen = window
+end
+redis.call('EXPIRE', KEYS[7], ARGV[4])
+local threshold = tonumber(redis.call('HGET', KEYS[1], 'guard_threshold') or '1') or 1
+if state == 'running' and seen >= window and fails > threshold * window then
+  self_pause(KEYS[1], KEYS[5], ARGV[6], 'guard', string.format(
+    'guard: %d of the last %d outcomes failed for good (HTTP 4xx other than 429), '
+    .. 'more than the %g%% allowed', fails, window, threshold * 100))
+  return 2
 end
 return 1
 """
 )
 
 # KEYS: B, I, C, due webhooks set, D, S (snapshots: index -> the number's values before
-# the item's first send). ARGV: 1 item index, 2 lease (s), 3 retention (s), 4 owner (a
-# task id), 5 batch id
-# Returns {claim, seconds, item record, mode, force, read_first, halted_reason, snapshot}:
+# the item's first send), H (number holds). ARGV: 1 item index, 2 lease (s), 3 retention
+# (s), 4 owner (a task id), 5 batch id
+# Returns {claim, seconds, item record, mode, force, read_first, halted_reason, snapshot,
+# canary ('1' when this claim is one of the batch's canary numbers)}:
 # a `Claim` value; for 'busy' how long the other run's lease has left; for 'claimed' and
 # 'retaken' what a worker needs to know of the item and the batch, so it reads nothing
 # else. In a
 # cancelled batch the item is marked cancelled here, so no run can send it whatever the
 # order of events. In a paused batch nobody takes it ('paused': the worker parks the task);
 # a claim of the same owner, or an expired one, goes. The same owner claiming again (a
-# redelivered task, a retried command) gets the item back.
+# redelivered task, a retried command) gets the item back. A batch with a canary lets
+# that many first claims through (`canary_left`) and pauses itself at the next one.
 CLAIM = (
     _NOW
     + """
@@ -91,6 +138,7 @@ if state == 'cancelled' then
   redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(item))
   redis.call('HDEL', KEYS[3], ARGV[1])
   if KEYS[5] then redis.call('HDEL', KEYS[5], ARGV[1]) end  -- its body: never to be sent
+  if KEYS[7] then unhold(KEYS[7], item['id'], ARGV[5], ARGV[1]) end
   redis.call('HINCRBY', KEYS[1], 'cancelled', 1)
   if redis.call('HINCRBY', KEYS[1], 'pending', -1) <= 0 then ended(KEYS[1], KEYS[4], ARGV[5]) end
   return {'cancelled', '0'}
@@ -104,6 +152,19 @@ if state == 'paused' then
 end
 if lease and lease > now and owner ~= ARGV[4] then return {'busy', tostring(lease - now)} end
 local taken = lease and 'retaken' or 'claimed'
+local canary = '0'
+if not lease then  -- a first claim: the canary counts it
+  local left = tonumber(redis.call('HGET', KEYS[1], 'canary_left') or '')
+  if left and left <= 0 then
+    self_pause(KEYS[1], KEYS[4], ARGV[5], 'canary', string.format(
+      'canary: the first %s numbers were taken; check them, then continue or cancel',
+      redis.call('HGET', KEYS[1], 'canary') or '?'))
+    return {'paused', '0'}
+  elseif left then
+    redis.call('HINCRBY', KEYS[1], 'canary_left', -1)
+    canary = '1'
+  end
+end
 local claim = string.format('%.6f', now + tonumber(ARGV[2])) .. '|' .. ARGV[4]
 redis.call('HSET', KEYS[3], ARGV[1], claim)
 redis.call('EXPIRE', KEYS[3], ARGV[3])
@@ -113,7 +174,7 @@ if state == 'queued' then
 end
 local rules = redis.call('HMGET', KEYS[1], 'mode', 'force', 'read_first', 'halted_reason')
 local kept = KEYS[6] and redis.call('HGET', KEYS[6], ARGV[1]) or false
-return {taken, '0', current, rules[1], rules[2], rules[3], rules[4], kept}
+return {taken, '0', current, rules[1], rules[2], rules[3], rules[4], kept, canary}
 """
 )
 
@@ -180,7 +241,7 @@ local started = redis.call('HGET', KEYS[1], 'started_at')
 local resumed = 'queued'
 if started and started ~= '' then resumed = 'running' end
 redis.call('HSET', KEYS[1], 'state', resumed, 'active_at', stamp, 'guard_fails', 0)
-redis.call('HDEL', KEYS[1], 'paused_at', 'paused_reason')
+redis.call('HDEL', KEYS[1], 'paused_at', 'paused_reason', 'paused_by')
 if redis.call('HGET', KEYS[1], 'canary_left') == '0' then
   redis.call('HDEL', KEYS[1], 'canary_left')
 end
@@ -197,8 +258,8 @@ return {1, resumed, parked}
 """
 )
 
-# KEYS: B, I, C, D, due webhooks set. ARGV: 1 first index, 2 last index, 3 retention (s),
-# 4 batch id
+# KEYS: B, I, C, D, due webhooks set, H (number holds). ARGV: 1 first index, 2 last index,
+# 3 retention (s), 4 batch id
 # Marks every pending item of the range that no live run holds as cancelled.
 SWEEP_CANCELLED = (
     _NOW
@@ -216,6 +277,7 @@ for index = tonumber(ARGV[1]), tonumber(ARGV[2]) do
       redis.call('HDEL', KEYS[3], index)
       -- Never to be sent: its body (which may hold secrets) goes with it.
       redis.call('HDEL', KEYS[4], index)
+      unhold(KEYS[6], item['id'], ARGV[4], index)
       swept = swept + 1
     end
   end
@@ -293,30 +355,45 @@ return 1
 """
 
 # The webhook outbox. A batch's end puts its id in the due set (`ended` above, in the step
-# that completes it); a deliverer moves it into the in-flight hash (batch id -> owner, a
-# worker process) and out again with the outcome. ARGV 2 and 3 of the first and last are
-# what comes before and after a batch id in B's name.
+# that completes it), a pause of its own `<id>|paused` (`self_pause`); a deliverer moves an
+# entry into the in-flight hash (entry -> owner, a worker process) and out again with the
+# outcome. An entry's state is in B: `webhook_status` for the end, `pause_webhook_status`
+# for the pause. ARGV 2 and 3 of the first and last are what comes before and after a
+# batch id in B's name.
+_ENTRY = """
+-- An outbox entry's batch hash and the field holding its state.
+local function webhook_of(entry, before, after)
+  local batch_id, kind = string.match(entry, '^([^|]*)|?(.*)$')
+  local field = 'webhook_status'
+  if kind == 'paused' then field = 'pause_webhook_status' end
+  return before .. batch_id .. after, field
+end
+"""
 
 # KEYS: due webhooks set, webhooks in flight. ARGV: 1 owner, 2 and 3 B's name around the id.
-# One due webhook, now in flight as the owner's (B: 'delivering'); its batch id, or false
-# when none is due. One whose batch is gone or has its outcome already is dropped.
-TAKE_WEBHOOK = """
+# One due entry, now in flight as the owner's (its state: 'delivering'); the entry, or
+# false when none is due. One whose batch is gone or has its outcome already is dropped.
+TAKE_WEBHOOK = (
+    _ENTRY
+    + """
 for _ = 1, 100 do
   local id = redis.call('SPOP', KEYS[1])
   if not id then return false end
-  local batch_key = ARGV[2] .. id .. ARGV[3]
-  if redis.call('HGET', batch_key, 'webhook_status') == 'pending' then
+  local batch_key, field = webhook_of(id, ARGV[2], ARGV[3])
+  if redis.call('HGET', batch_key, field) == 'pending' then
     redis.call('HSET', KEYS[2], id, ARGV[1])
-    redis.call('HSET', batch_key, 'webhook_status', 'delivering')
+    redis.call('HSET', batch_key, field, 'delivering')
     return id
   end
 end
 return false
 """
+)
 
-# KEYS: B, webhooks in flight, due webhooks set. ARGV: 1 batch id, 2 owner, 3 outcome
-# ('delivered' | 'failed'), 4 attempts, 5 error ('' for none).
-# The outcome goes into B and the webhook leaves the outbox: the owner's entry in flight,
+# KEYS: B, webhooks in flight, due webhooks set. ARGV: 1 entry, 2 owner, 3 outcome
+# ('delivered' | 'failed'), 4 attempts, 5 error ('' for none), 6 the entry's field prefix
+# in B ('webhook' or 'pause_webhook').
+# The outcome goes into B and the entry leaves the outbox: the owner's entry in flight,
 # and the due set if it was put back meanwhile (its owner was taken for dead). Another
 # process's entry stays: that delivery goes on, with the same delivery id. A 'failed'
 # never overwrites a 'delivered' (a deliverer taken for dead may finish last).
@@ -324,35 +401,37 @@ return false
 RECORD_WEBHOOK = """
 if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
 redis.call('SREM', KEYS[3], ARGV[1])
-local current = redis.call('HGET', KEYS[1], 'webhook_status')
+local current = redis.call('HGET', KEYS[1], ARGV[6] .. '_status')
 if not current or (current == 'delivered' and ARGV[3] ~= 'delivered') then return 0 end
-redis.call('HSET', KEYS[1], 'webhook_status', ARGV[3], 'webhook_attempts', ARGV[4],
-  'webhook_error', ARGV[5])
+redis.call('HSET', KEYS[1], ARGV[6] .. '_status', ARGV[3], ARGV[6] .. '_attempts', ARGV[4],
+  ARGV[6] .. '_error', ARGV[5])
 return 1
 """
 
-# KEYS: B, webhooks in flight, due webhooks set. ARGV: 1 batch id, 2 owner.
-# The owner's delivery, ended without an outcome, back in the outbox ('pending'); nothing
-# if it is no longer the owner's (put back already, or recorded). Returns 1 if it went.
+# KEYS: B, webhooks in flight, due webhooks set. ARGV: 1 entry, 2 owner, 3 the entry's
+# field prefix in B. The owner's delivery, ended without an outcome, back in the outbox
+# ('pending'); nothing if it is no longer the owner's (put back already, or recorded).
+# Returns 1 if it went.
 GIVE_BACK_WEBHOOK = """
 if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
-if redis.call('HGET', KEYS[1], 'webhook_status') ~= 'delivering' then return 0 end
-redis.call('HSET', KEYS[1], 'webhook_status', 'pending')
+if redis.call('HGET', KEYS[1], ARGV[3] .. '_status') ~= 'delivering' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[3] .. '_status', 'pending')
 redis.call('SADD', KEYS[3], ARGV[1])
 return 1
 """
 
 # KEYS: webhooks in flight, due webhooks set, heartbeats (`jobs.queue.liveness`). ARGV:
 # 1 lapse (s), 2 and 3 B's name around the id.
-# Every webhook in flight whose owner has not beaten for the lapse goes back to the due
-# set (B: 'pending' again). An owner missing from the heartbeats counts as dead too: a
+# Every entry in flight whose owner has not beaten for the lapse goes back to the due
+# set ('pending' again). An owner missing from the heartbeats counts as dead too: a
 # process beats before it takes anything, and the reaper forgets dead processes, maybe
 # before this runs. Each entry leaves the hash in this one step, so it goes back once
 # however many workers sweep; one whose batch is gone or has its outcome is dropped.
-# Returns the batch ids put back.
+# Returns the entries put back.
 RETURN_WEBHOOKS = (
     _NOW
+    + _ENTRY
     + """
 local entries = redis.call('HGETALL', KEYS[1])
 local back = {}
@@ -361,9 +440,9 @@ for i = 1, #entries, 2 do
   local beat = tonumber(redis.call('ZSCORE', KEYS[3], owner))
   if not beat or beat < now - tonumber(ARGV[1]) then
     redis.call('HDEL', KEYS[1], id)
-    local batch_key = ARGV[2] .. id .. ARGV[3]
-    if redis.call('HGET', batch_key, 'webhook_status') == 'delivering' then
-      redis.call('HSET', batch_key, 'webhook_status', 'pending')
+    local batch_key, field = webhook_of(id, ARGV[2], ARGV[3])
+    if redis.call('HGET', batch_key, field) == 'delivering' then
+      redis.call('HSET', batch_key, field, 'pending')
       redis.call('SADD', KEYS[2], id)
       back[#back + 1] = id
     end
@@ -372,3 +451,67 @@ end
 return back
 """
 )
+
+# KEYS: H (number holds). ARGV: 1 batch id, 2 'take' (all or none: nothing is taken if
+# any number is held), 'share' (take the free ones, leave the held ones to their
+# holders) or 'check' (take nothing), 3 seconds a staged holder holds (its submitter may
+# have died), 4 and 5 B's name around an id, 6 and 7 I's, then pairs of number id, item
+# index. A number is held while its holder's item for it is pending (and the holder
+# exists): a held number whose batch ended, was cancelled or expired is free, whatever
+# its entry says, so nothing a crash leaves behind holds a number for long. O(1) a number.
+# Returns the numbers held by others: {number, holder batch id, ...}.
+HOLD = (
+    _NOW
+    + """
+local function holder_of(value)
+  local holder, index = string.match(value, '^(.*)|(%d+)$')
+  if not holder or holder == ARGV[1] then return nil end
+  local batch_key = ARGV[4] .. holder .. ARGV[5]
+  local state = redis.call('HGET', batch_key, 'state')
+  if not state then return nil end
+  if state == 'staging' then
+    local created = tonumber(redis.call('HGET', batch_key, 'created_at') or '0') or 0
+    if now - created < tonumber(ARGV[3]) then return holder end
+    return nil
+  end
+  local item = redis.call('HGET', ARGV[6] .. holder .. ARGV[7], index)
+  if not item then
+    -- A selection adds its items once it has taken the holds.
+    if redis.call('HGET', batch_key, 'selecting') == '2' then return holder end
+    return nil
+  end
+  if cjson.decode(item)['status'] == 'pending' then return holder end
+  return nil
+end
+local held, taken = {}, {}
+for i = 8, #ARGV, 2 do
+  local value = redis.call('HGET', KEYS[1], ARGV[i])
+  local holder = value and holder_of(value)
+  if holder then
+    held[#held + 1] = ARGV[i]
+    held[#held + 1] = holder
+    taken[ARGV[i]] = true
+  end
+end
+if ARGV[2] == 'check' or (ARGV[2] == 'take' and #held > 0) then return held end
+for i = 8, #ARGV, 2 do
+  if not taken[ARGV[i]] then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. '|' .. ARGV[i + 1])
+  end
+end
+return held
+"""
+)
+
+# KEYS: H. ARGV: 1 batch id, then pairs of number id, item index. Each number's hold goes,
+# if it is still this batch's for that item (a submission refused or failed part way).
+RELEASE_HOLDS = """
+local released = 0
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] .. '|' .. ARGV[i + 1] then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    released = released + 1
+  end
+end
+return released
+"""

@@ -5,6 +5,7 @@ sweep; every delivery of a batch's webhook carries the same delivery id."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import httpx
@@ -243,3 +244,35 @@ def test_a_delivery_waits_for_redis_to_answer_again(monkeypatch: pytest.MonkeyPa
     _sending(store, client, "s3cret", Destinations(), "w1")("b1")
 
     assert _webhook_status(store) == "delivered"
+
+
+def test_a_batch_that_paused_itself_sends_batch_paused_with_its_own_delivery_id(
+    monkeypatch: pytest.MonkeyPatch, store: ReportStore
+) -> None:
+    monkeypatch.setattr("worker.webhook_pump._resolved", lambda *_: "93.184.216.34")
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    store.create_batch(
+        NewBatch("b1", name="t", source="cli", total=3, webhook_url=URL, canary=1),
+        [ItemSeed(i, row=i + 2, number_id=f"n{i}") for i in range(3)],
+    )
+    store.claim("b1", 0, 60, "t0")
+    store.claim("b1", 1, 60, "t1")  # past the canary: the batch pauses itself
+    entry = store.take_due_webhook("w1")
+    assert entry == "b1|paused"
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    send(store, client, entry, "s3cret", rules=Destinations(), owner="w1")
+
+    body = json.loads(seen[0].content)
+    assert body["event"] == "batch.paused" and body["batch"]["paused_by"] == "canary"
+    expected = delivery_id("b1", "batch.paused", 1)
+    assert seen[0].headers[DELIVERY_HEADER] == expected == body["delivery_id"]
+    assert expected != delivery_id("b1")  # the end's webhook has its own id
+    assert store.take_due_webhook("w1") is None
+    status = store.status("b1")
+    assert status is not None and status.webhook is not None
+    assert status.webhook.status == "waiting"  # the end's webhook is still to come

@@ -151,13 +151,16 @@ class Reader:
         return {**(self.store.expectation(batch_id, index) or {}), **body}
 
     def queue_unread(self, batch_id: str) -> int:
-        """Queue every item the listing did not show: each task reads its number by GET."""
+        """Queue every item the listing did not show: each task reads its number by GET.
+        They go first, ahead of the listed items still waiting: a number missing from the
+        account's listing is the likeliest to be wrong (a 404), and the batch's failure
+        guard should see that early, not after every listed number was changed."""
         key = unread_key(batch_id)
         raw: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
         hits = {k.decode(): v for k, v in raw.items()}
         if hits:
             items, indexes = self._items(batch_id, hits)
-            enqueue_items(self.client, self.queue, batch_id, items, indexes=indexes)
+            enqueue_items(self.client, self.queue, batch_id, items, indexes=indexes, front=True)
         self.client.delete(key)
         return len(hits)
 

@@ -10,7 +10,7 @@ import typer
 
 from jobs.batch.text import printable
 from jobs.cli.progress import paused_itself, watch
-from jobs.cli.shared import err, exit_code, out
+from jobs.cli.shared import EXIT_FAILED, EXIT_OK, err, exit_code, out
 from jobs.store.interface import BatchMode, BatchStatus, ItemStatus, iter_items
 from jobs.store.redis_store import RedisReportStore
 from jobs.store.report import status_dict, summary_line
@@ -42,6 +42,9 @@ def announce(
         else:
             print_skips(store, final)
         print_failures(store, final)
+    if paused_itself(final):
+        # Waiting for a look, not ended: 0 while nothing it sent failed.
+        raise typer.Exit(EXIT_FAILED if final.counts.failed else EXIT_OK)
     raise typer.Exit(exit_code(final))
 
 

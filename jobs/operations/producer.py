@@ -75,18 +75,23 @@ def enqueue_items(
     indexes: Sequence[int] | None = None,
     on_progress: Progress | None = None,
     reads: Sequence[Read | None] | None = None,
+    front: bool = False,
 ) -> int:
     """Push one update task per item, `CHUNK` per round trip; returns how many.
 
     Items are the batch's own, in order, unless `indexes` says which item each one is
     (resume re-enqueues a few items of a batch). `reads`, one per item, are the numbers'
-    current values from a listing: the task sends from them instead of a GET."""
+    current values from a listing: the task sends from them instead of a GET. `front`
+    puts them where workers take next (still in their order), ahead of what waits."""
     template = message_template(
         task_name=UPDATE_TASK, queue=queue, origin=f"phonebatch-producer@{socket.gethostname()}"
     )
     pushed = 0
     positions = indexes if indexes is not None else range(len(items))
-    it = iter(zip(positions, items, reads or [None] * len(items), strict=True))
+    triples = zip(positions, items, reads or [None] * len(items), strict=True)
+    # Workers take from the right end: RPUSH the last first, so the first ends up there.
+    it = iter(reversed(list(triples)) if front else triples)
+    push = "RPUSH" if front else "LPUSH"
     with BulkWriter(broker) as writer:
         while chunk := list(islice(it, CHUNK)):
             ids = new_ids(2 * len(chunk))
@@ -102,7 +107,7 @@ def enqueue_items(
             ]
             pushed += len(messages)
             writer.send(
-                resp.command(["LPUSH", queue, *messages]),
+                resp.command([push, queue, *messages]),
                 replies=1,
                 on_confirmed=partial(on_progress, pushed) if on_progress else None,
             )

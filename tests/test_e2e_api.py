@@ -420,3 +420,41 @@ def test_out_of_range_input_is_a_4xx_never_a_500(
     posted = httpx.post(f"{url}/batches", content=rows, headers=json_type)
     assert posted.status_code == 422 and "out of range" in posted.json()["detail"]
     assert redis_client.zcard("phonebatch:batches") == 0
+
+
+def test_guardrails_through_the_api(
+    api_stack: tuple[str, str, list[object]], redis_client: redis.Redis, simulator: Simulator
+) -> None:
+    url, _queue, workers = api_stack
+    numbers = generate_numbers(30, seed=57)
+    simulator.reset(numbers)
+    body = _csv(numbers, "asst_api_canary")
+    csv_type = AUTH | {"Content-Type": "text/csv"}
+
+    posted = httpx.post(f"{url}/batches?canary=3&priority=high", content=body, headers=csv_type)
+    assert posted.status_code == 202, posted.text
+    batch_id = posted.json()["batch_id"]
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    deadline = time.monotonic() + 20
+    while (status := store.status(batch_id)) is None or status.counts.succeeded < 3:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    shown = httpx.get(f"{url}/batches/{batch_id}", headers=AUTH).json()
+    BatchDetail.model_validate(shown)
+    assert shown["state"] == "paused" and shown["paused_by"] == "canary" and shown["canary"] == 3
+    assert shown["priority"] == "high" and shown["guard"] == {"threshold": 0.2, "window": 50}
+
+    # Its 27 unsent numbers are held: an overlapping batch is refused, naming them.
+    overlapping = httpx.post(f"{url}/batches", content=body, headers=csv_type)
+    assert overlapping.status_code == 409, overlapping.text
+    held = overlapping.json()["held"]
+    assert len(held) == 27 and {h["batch_id"] for h in held} == {batch_id}
+    wrong = httpx.post(f"{url}/batches?priority=urgent", content=body, headers=csv_type)
+    assert wrong.status_code == 422
+
+    went_on = httpx.post(f"{url}/batches/{batch_id}/continue?no_guard=true", headers=AUTH)
+    assert went_on.status_code == 200 and went_on.json()["guard"] is None
+    final = wait_for_batch(store, batch_id, workers)  # type: ignore[arg-type]
+    assert final.counts.succeeded == 30 and len(simulator.requests("PATCH")) == 30
+    again = httpx.post(f"{url}/batches?allow_overlap=true", content=body, headers=csv_type)
+    assert again.status_code == 202

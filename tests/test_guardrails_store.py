@@ -214,3 +214,22 @@ def test_a_pause_of_its_own_goes_to_the_webhook_outbox(store: ReportStore) -> No
     # The end's webhook is untouched: it is still to come.
     assert status is not None and status.webhook is not None
     assert status.webhook.status == "waiting" and status.pauses == 1
+
+
+def test_a_selection_takes_the_same_check_at_listing_time(store: ReportStore) -> None:
+    from jobs.batch.validation import BatchItem
+    from worker.selector import _hold
+
+    _create(store, "a", ["n1"])
+    store.hold("a", [("n1", 0)])
+    found = [BatchItem(2, "n1", "{}"), BatchItem(3, "n2", "{}")]
+    store.create_batch(NewBatch("s", name="t", source="cli", total=0, selecting=True), [])
+    assert store.begin_selection("s")
+
+    refused = _hold(store, "s", found)
+
+    assert refused is not None and "n1 (batch a)" in refused and "n2" not in refused
+    store.create_batch(
+        NewBatch("s2", name="t", source="cli", total=0, selecting=True, allow_overlap=True), []
+    )
+    assert _hold(store, "s2", found) is None  # allowed: it takes n2 and leaves n1 to a

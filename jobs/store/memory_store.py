@@ -230,7 +230,9 @@ class MemoryReportStore:
             return holder if fresh else None
         item = entry.items.get(index)
         if item is None:
-            return holder if entry.selection_begun and entry.status.selecting else None
+            writing = entry.selection_begun and entry.status.selecting
+            fresh = time.time() - entry.status.created_at < STAGED_HOLD_SECONDS
+            return holder if writing and fresh else None
         return holder if item.status is ItemStatus.PENDING else None
 
     def release_holds(self, batch_id: str, numbers: Iterable[tuple[str, int]]) -> None:

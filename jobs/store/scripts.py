@@ -454,15 +454,20 @@ return back
 
 # KEYS: H (number holds). ARGV: 1 batch id, 2 'take' (all or none: nothing is taken if
 # any number is held), 'share' (take the free ones, leave the held ones to their
-# holders) or 'check' (take nothing), 3 seconds a staged holder holds (its submitter may
-# have died), 4 and 5 B's name around an id, 6 and 7 I's, then pairs of number id, item
-# index. A number is held while its holder's item for it is pending (and the holder
-# exists): a held number whose batch ended, was cancelled or expired is free, whatever
-# its entry says, so nothing a crash leaves behind holds a number for long. O(1) a number.
+# holders) or 'check' (take nothing), 3 seconds a holder still writing its items (staged,
+# or a selection adding them) holds after its creation (its writer may have died), 4 and
+# 5 B's name around an id, 6 and 7 I's, then pairs of number id, item index. A number is
+# held while its holder's item for it is pending (and the holder exists): a held number
+# whose batch ended, was cancelled or expired is free, whatever its entry says, so nothing
+# a crash leaves behind holds a number for long. O(1) a number.
 # Returns the numbers held by others: {number, holder batch id, ...}.
 HOLD = (
     _NOW
     + """
+local function recent(batch_key)
+  local created = tonumber(redis.call('HGET', batch_key, 'created_at') or '0') or 0
+  return now - created < tonumber(ARGV[3])
+end
 local function holder_of(value)
   local holder, index = string.match(value, '^(.*)|(%d+)$')
   if not holder or holder == ARGV[1] then return nil end
@@ -470,14 +475,15 @@ local function holder_of(value)
   local state = redis.call('HGET', batch_key, 'state')
   if not state then return nil end
   if state == 'staging' then
-    local created = tonumber(redis.call('HGET', batch_key, 'created_at') or '0') or 0
-    if now - created < tonumber(ARGV[3]) then return holder end
+    if recent(batch_key) then return holder end
     return nil
   end
   local item = redis.call('HGET', ARGV[6] .. holder .. ARGV[7], index)
   if not item then
-    -- A selection adds its items once it has taken the holds.
-    if redis.call('HGET', batch_key, 'selecting') == '2' then return holder end
+    -- A selection adds its items once it has taken the holds (unless it died doing so).
+    if redis.call('HGET', batch_key, 'selecting') == '2' and recent(batch_key) then
+      return holder
+    end
     return nil
   end
   if cjson.decode(item)['status'] == 'pending' then return holder end

@@ -21,7 +21,8 @@ import redis
 
 from bench.stack import local_stack
 from jobs.store.interface import ItemSeed, NewBatch
-from jobs.store.redis_store import RedisReportStore, batch_key, items_key
+from jobs.store.keys import batch_key, items_key
+from jobs.store.redis_store import RedisReportStore
 
 ITEMS = 100_000
 

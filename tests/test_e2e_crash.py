@@ -15,7 +15,8 @@ from jobs.operations.producer import BatchOptions
 from jobs.operations.recovery import census
 from jobs.queue.keys import UNACKED_INDEX_KEY, UNACKED_KEY
 from jobs.store.interface import BatchState, ItemStatus, iter_items
-from jobs.store.redis_store import RedisReportStore, batch_key
+from jobs.store.keys import batch_key
+from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers, worker_env
 from tests.helpers import (

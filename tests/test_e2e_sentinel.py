@@ -22,7 +22,8 @@ from jobs.cli.services import start_worker, stop
 from jobs.operations.rollback import submit_rollback
 from jobs.store.connection import connect
 from jobs.store.interface import BatchState, BatchStatus, ItemStatus, iter_items
-from jobs.store.redis_store import RedisReportStore, snapshots_key
+from jobs.store.keys import snapshots_key
+from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import worker_env
 from tests.helpers import (

@@ -23,7 +23,8 @@ from jobs.operations.webhooks import (
     verify,
 )
 from jobs.store.interface import WebhookState
-from jobs.store.redis_store import WEBHOOKS_DELIVERING_KEY, RedisReportStore
+from jobs.store.keys import WEBHOOKS_DELIVERING_KEY
+from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, WorkerProcess, submit_rows, wait_for_batch

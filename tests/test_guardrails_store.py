@@ -9,10 +9,10 @@ import time
 
 import redis
 
+from jobs.store.guardrails import GuardRule
 from jobs.store.interface import (
     BatchState,
     Claim,
-    GuardRule,
     ItemRecord,
     ItemSeed,
     ItemStatus,
@@ -21,7 +21,8 @@ from jobs.store.interface import (
     ReportStore,
     guard_mark,
 )
-from jobs.store.redis_store import HOLDS_KEY, RedisReportStore, batch_key
+from jobs.store.keys import HOLDS_KEY, batch_key
+from jobs.store.redis_store import RedisReportStore
 
 URL = "https://hooks.example.com/h"
 

@@ -26,13 +26,8 @@ from jobs.queue import resp
 from jobs.queue.bulk import BulkWriter
 from jobs.queue.messages import UPDATE_TASK
 from jobs.store.interface import ItemRecord, ItemSeed
-from jobs.store.redis_store import (
-    RedisReportStore,
-    bodies_key,
-    expect_key,
-    items_key,
-    pending_encoder,
-)
+from jobs.store.keys import bodies_key, expect_key, items_key
+from jobs.store.redis_store import RedisReportStore, pending_encoder
 
 ARGS = st.one_of(
     st.text(max_size=30),

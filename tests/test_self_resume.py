@@ -11,7 +11,8 @@ from jobs.batch.validation import BatchItem
 from jobs.operations.producer import BatchOptions, submit_batch
 from jobs.operations.self_resume import SelfResumed, resume_stalled
 from jobs.queue.keys import deferred_key
-from jobs.store.redis_store import UNFINISHED_KEY, RedisReportStore
+from jobs.store.keys import UNFINISHED_KEY
+from jobs.store.redis_store import RedisReportStore
 
 QUEUE = "q-self"
 

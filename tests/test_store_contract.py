@@ -21,8 +21,9 @@ from jobs.store.interface import (
     SendRules,
     iter_items,
 )
+from jobs.store.keys import batch_key, items_key, parked_key
 from jobs.store.memory_store import MemoryReportStore
-from jobs.store.redis_store import RedisReportStore, batch_key, items_key, parked_key
+from jobs.store.redis_store import RedisReportStore
 
 
 def _create(store: ReportStore, batch_id: str = "b1", total: int = 3) -> None:

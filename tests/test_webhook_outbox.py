@@ -23,13 +23,9 @@ from jobs.operations.webhooks import (
 )
 from jobs.queue.liveness import HEARTBEATS_KEY
 from jobs.store.interface import ItemSeed, ItemStatus, NewBatch, Outcome, ReportStore
+from jobs.store.keys import WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY, batch_key
 from jobs.store.memory_store import MemoryReportStore
-from jobs.store.redis_store import (
-    WEBHOOKS_DELIVERING_KEY,
-    WEBHOOKS_DUE_KEY,
-    RedisReportStore,
-    batch_key,
-)
+from jobs.store.redis_store import RedisReportStore
 from worker.webhook_pump import _sending, send
 
 URL = "https://hooks.example.com/h"

@@ -110,8 +110,7 @@ def deliver(
         return None
     existing, rules, retaken, kept = claimed
     sent = redact(item.body)  # what reports and logs may show of the body, once per item
-    # A canary number goes out even once its batch paused itself (the next claim after the
-    # canary's pauses it, maybe while this one waits for the limiter): a cancel stops it.
+    # A canary number goes out even once the claim after the canary's paused the batch.
     halting = CANCELLING if rules.canary else HALTING
     gate = _state_gate(store, item.batch_id, check_every, claimed_at, halting)
     try:

@@ -41,7 +41,8 @@ from tenacity import (
 
 from jobs.operations.destinations import Destinations, literal_address
 from jobs.operations.webhooks import FINISHED, PAUSED, delivery_id, headers, payload
-from jobs.store.interface import ReportStore, webhook_entry
+from jobs.store.guardrails import webhook_entry
+from jobs.store.interface import ReportStore
 from jobs.store.report import status_dict
 from worker.heartbeat import process_id
 from worker.pump import Pump

@@ -10,7 +10,7 @@ from functools import partial
 from typing import Annotated, Any, Literal
 
 import redis
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -76,6 +76,23 @@ OVERLAPS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def batch_choices(
+    dry_run: bool = False,
+    force: bool = False,
+    priority: Literal["high", "normal", "low"] = "normal",
+    canary: Annotated[int, Query(ge=0, description="Send N numbers, then pause.")] = 0,
+    guard: Annotated[bool, Query(description="Pause on a run of permanent failures.")] = True,
+    guard_threshold: Annotated[float | None, Query(gt=0, lt=1)] = None,
+    guard_window: Annotated[int | None, Query(ge=0)] = None,
+    allow_overlap: bool = False,
+) -> Choices:
+    """A batch's options, from the query string."""
+    return Choices(
+        dry_run=dry_run, force=force, priority=priority, canary=canary, guard=guard,
+        guard_threshold=guard_threshold, guard_window=guard_window, allow_overlap=allow_overlap,
+    )  # fmt: skip
+
+
 @router.post(
     "/batches",
     status_code=202,
@@ -86,26 +103,15 @@ async def post_batch(
     request: Request,
     settings: SettingsDep,
     store: StoreDep,
+    choices: Annotated[Choices, Depends(batch_choices)],
     provider: str | None = None,
     name: str | None = None,
     webhook_url: str | None = None,
     set_: Annotated[list[str], Query(alias="set")] = [],  # noqa: B006 - FastAPI reads it
     format_: Annotated[str | None, Query(alias="format")] = None,
-    dry_run: bool = False,
-    force: bool = False,
-    priority: Literal["high", "normal", "low"] = "normal",
-    canary: Annotated[int, Query(ge=0, description="Send N numbers, then pause.")] = 0,
-    guard: Annotated[bool, Query(description="Pause on a run of permanent failures.")] = True,
-    guard_threshold: Annotated[float | None, Query(gt=0, lt=1)] = None,
-    guard_window: Annotated[int | None, Query(ge=0)] = None,
-    allow_overlap: bool = False,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """A batch as JSON (like a JSON batch file), CSV or JSONL, raw or as an upload."""
-    choices = Choices(
-        dry_run=dry_run, force=force, priority=priority, canary=canary, guard=guard,
-        guard_threshold=guard_threshold, guard_window=guard_window, allow_overlap=allow_overlap,
-    )  # fmt: skip
     options = _options(settings, choices)
     data, filename = await read_body(request, settings.api_max_upload_bytes)
     fmt = batch_format(request, filename, format_)

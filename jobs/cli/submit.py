@@ -207,8 +207,6 @@ def submit(
     allow_overlap: AllowOverlapOpt = False,
 ) -> None:
     """Validate a batch whole, then queue one update per number (or select them: --where)."""
-    if dry_run and no_read:
-        raise CliError("--dry-run reads every number: it cannot go with --no-read", EXIT_INVALID)
     choices = Choices(
         dry_run=dry_run, force=force, read_first=not no_read, priority=priority,
         canary=canary, guard=not no_guard, guard_threshold=guard_threshold,

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from config import Settings
 from jobs.operations.producer import BatchOptions
 from jobs.queue.priority import Priority
-from jobs.store.interface import NO_GUARD, BatchMode, GuardRule
+from jobs.store.guardrails import NO_GUARD, GuardRule
+from jobs.store.interface import BatchMode
 
 
 class OptionError(ValueError):
@@ -55,7 +56,7 @@ def batch_options(choices: Choices, defaults: GuardRule) -> BatchOptions:
     """The options a new batch runs with (`defaults`: the failure guard unless it says
     otherwise), or `OptionError` naming the one that is wrong."""
     if choices.dry_run and not choices.read_first:
-        raise OptionError("a dry run reads every number: it cannot go without reading")
+        raise OptionError("a dry run reads every number: --dry-run cannot go with --no-read")
     try:
         priority = Priority(choices.priority)
     except ValueError:

@@ -36,15 +36,8 @@ from jobs.queue.messages import (
     update_args,
 )
 from jobs.queue.priority import Priority
-from jobs.store.interface import (
-    NO_GUARD,
-    BatchMode,
-    GuardRule,
-    ItemSeed,
-    NewBatch,
-    ReportStore,
-    new_batch_id,
-)
+from jobs.store.guardrails import NO_GUARD, GuardRule
+from jobs.store.interface import BatchMode, ItemSeed, NewBatch, ReportStore, new_batch_id
 
 CHUNK = 1000
 Progress = Callable[[int], None]
@@ -147,6 +140,37 @@ def new_batch(
         queue=queue, priority=chosen.priority, canary=chosen.canary, guard=chosen.guard,
         allow_overlap=chosen.allow_overlap,
     )  # fmt: skip
+
+
+def _write_live(
+    store: ReportStore, batch: NewBatch, items: Sequence[BatchItem], chosen: BatchOptions
+) -> None:
+    """Stage the batch, hold its numbers and make it live; or leave nothing of it."""
+    holding = False  # numbers held by this batch, to give back if it fails
+    try:
+        store.create_batch(batch, seeds_of(items), live=False)
+        holding = _hold(store, batch.batch_id, items, chosen)
+        if not store.go_live(batch.batch_id):
+            raise RuntimeError(f"batch {batch.batch_id} expired while it was being written")
+    except BaseException:
+        with contextlib.suppress(redis.RedisError):  # else it expires by itself
+            if holding:
+                store.release_holds(batch.batch_id, numbers_of(items))
+            store.discard(batch.batch_id)
+        raise
+
+
+def _hold(
+    store: ReportStore, batch_id: str, items: Sequence[BatchItem], chosen: BatchOptions
+) -> bool:
+    """Hold the batch's numbers (True), or raise `Overlap` having taken none; a dry run
+    changes nothing and holds nothing (False)."""
+    if chosen.mode is BatchMode.DRY_RUN:
+        return False
+    held = store.hold(batch_id, numbers_of(items), share=chosen.allow_overlap)
+    if held and not chosen.allow_overlap:
+        raise Overlap(held)
+    return True
 
 
 def numbers_of(items: Sequence[BatchItem], start: int = 0) -> Iterator[tuple[str, int]]:
@@ -253,28 +277,10 @@ def submit_batch(
     dry run changes nothing: it neither holds nor is refused."""
     batch_id = batch_id or new_batch_id()
     chosen = options or BatchOptions()
-    holding = False  # numbers held by this batch, to give back if it fails
-    try:
-        store.create_batch(
-            new_batch(
-                batch_id, name, source, len(items), parent_id, webhook_url, chosen, queue=queue
-            ),
-            seeds_of(items),
-            live=False,
-        )
-        if chosen.mode is not BatchMode.DRY_RUN:
-            held = store.hold(batch_id, numbers_of(items), share=chosen.allow_overlap)
-            if held and not chosen.allow_overlap:
-                raise Overlap(held)  # refused: it took nothing
-            holding = True
-        if not store.go_live(batch_id):
-            raise RuntimeError(f"batch {batch_id} expired while it was being written")
-    except BaseException:
-        with contextlib.suppress(redis.RedisError):  # else it expires by itself
-            if holding:
-                store.release_holds(batch_id, numbers_of(items))
-            store.discard(batch_id)
-        raise
+    batch = new_batch(
+        batch_id, name, source, len(items), parent_id, webhook_url, chosen, queue=queue
+    )
+    _write_live(store, batch, items, chosen)
     if chosen.read_first and len(items) >= 2:
         # A worker reads the numbers through the listing, page by page, and queues each
         # page's items with their reads (`worker.reader`): no GET per number.

@@ -20,7 +20,8 @@ from jobs.batch.sources import Defaults, InputError, RawRecord, detect_format
 from jobs.operations.destinations import Destinations, webhook_problem
 from jobs.operations.options import Choices, OptionError, batch_options
 from jobs.operations.producer import BatchOptions, Overlap, submit_batch
-from jobs.store.interface import GuardRule, ReportStore
+from jobs.store.guardrails import GuardRule
+from jobs.store.interface import ReportStore
 
 SLOT_LOCK_TTL = 7 * 24 * 3600
 DEFAULT_GUARD = GuardRule()
@@ -104,7 +105,7 @@ def fire(
 
 
 def last_fire_key(name: str) -> str:
-    return f"phonebatch:schedule:{name}:last"
+    return f"phonebatch:schedule-last:{name}"  # beside, not among, the slot keys
 
 
 def note_fire(

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from jobs.queue.priority import Priority
+from jobs.store.guardrails import NO_GUARD, GuardRule
 
 
 class BatchState(StrEnum):
@@ -57,25 +58,6 @@ class BatchMode(StrEnum):
     UPDATE = "update"  # read, skip numbers already right (unless forced), PATCH
     DRY_RUN = "dry_run"  # read and report what would change; no PATCH
     ROLLBACK = "rollback"  # like update, but a number changed since is a conflict
-
-
-@dataclass(frozen=True, slots=True)
-class GuardRule:
-    """When a batch pauses itself: more than `threshold` (a share, 0-1) of its last
-    `window` outcomes failed for good (HTTP 4xx other than 429). A window of 0 is off."""
-
-    threshold: float = 0.2
-    window: int = 50
-
-    @property
-    def on(self) -> bool:
-        return self.window > 0
-
-    def as_dict(self) -> dict[str, Any] | None:
-        return {"threshold": self.threshold, "window": self.window} if self.on else None
-
-
-NO_GUARD = GuardRule(window=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,11 +246,6 @@ class ItemRecord:
         )
 
 
-# A staged batch's holds count this long: a submitter that died while writing its batch
-# holds no number past it.
-STAGED_HOLD_SECONDS = 600
-
-
 def guard_mark(record: ItemRecord) -> str:
     """What the failure guard counts of an outcome: '1' failed for good (an HTTP 4xx
     other than 429: the request itself is wrong, and sending the next ones like it will
@@ -278,24 +255,6 @@ def guard_mark(record: ItemRecord) -> str:
     status = record.http_status
     permanent = record.status is ItemStatus.FAILED and status is not None and 400 <= status < 500
     return "1" if permanent and status != 429 else "0"
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEntry:
-    """An entry of the webhook outbox: a batch's end (`<id>`) or a pause of its own
-    (`<id>|paused`), and the prefix of the fields that hold its state in the batch."""
-
-    batch_id: str
-    paused: bool
-
-    @property
-    def prefix(self) -> str:
-        return "pause_webhook" if self.paused else "webhook"
-
-
-def webhook_entry(entry: str) -> WebhookEntry:
-    batch_id, _, kind = entry.partition("|")
-    return WebhookEntry(batch_id, kind == "paused")
 
 
 class StoreUnavailable(Exception):

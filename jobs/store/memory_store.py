@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from jobs.store.guardrails import NO_GUARD, STAGED_HOLD_SECONDS
 from jobs.store.interface import (
-    NO_GUARD,
-    STAGED_HOLD_SECONDS,
     BatchState,
     BatchStatus,
     Claim,
@@ -25,8 +23,8 @@ from jobs.store.interface import (
     Ticket,
     WebhookState,
     guard_mark,
-    webhook_entry,
 )
+from jobs.store.memory_outbox import MemoryOutbox
 
 
 @dataclass
@@ -45,20 +43,17 @@ class _Batch:
     window: list[bool] = field(default_factory=list)  # the guard's: failed for good, newest first
 
 
-class MemoryReportStore:
+class MemoryReportStore(MemoryOutbox):
     """A `ReportStore` in a dict behind one lock, with queues as lists: for tests."""
 
     retention_seconds = 30 * 86_400  # nothing expires in memory; said for the protocol
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        super().__init__()  # the lock, and the webhook outbox
         self._batches: dict[str, _Batch] = {}
         self._staged: dict[str, _Batch] = {}  # written, not live yet
-        self._webhooks_due: list[str] = []
-        self._webhooks_delivering: dict[str, str] = {}  # batch id -> owner
         self._queues: dict[str, list[str]] = {}  # as a Redis list: LPUSH adds at index 0
         self._holds: dict[str, tuple[str, int]] = {}  # number -> batch id, item index
-        self._pause_webhooks: dict[str, str] = {}  # batch id -> its pause notice's state
 
     def queued(self, queue: str) -> list[str]:
         """The messages on `queue`, left to right as LRANGE gives them (workers take from
@@ -171,16 +166,15 @@ class MemoryReportStore:
             return
         entry.window.insert(0, mark == "1")
         del entry.window[rule.window :]
-        fails = sum(entry.window)
-        full = len(entry.window) >= rule.window
-        running = entry.status.state is BatchState.RUNNING
-        if running and full and fails > rule.threshold * rule.window:
-            self._self_pause(
-                entry,
-                "guard",
-                f"guard: {fails} of the last {rule.window} outcomes failed for good (HTTP 4xx "
-                f"other than 429), more than the {rule.threshold * 100:g}% allowed",
-            )
+        fails, full = sum(entry.window), len(entry.window) >= rule.window
+        if (
+            entry.status.state is BatchState.RUNNING
+            and full
+            and fails > rule.threshold * rule.window
+        ):
+            reason = f"guard: {fails} of the last {rule.window} outcomes failed for good (HTTP 4xx "
+            reason += f"other than 429), more than the {rule.threshold * 100:g}% allowed"
+            self._self_pause(entry, "guard", reason)
 
     def _self_pause(self, entry: _Batch, kind: str, reason: str) -> None:
         now = time.time()
@@ -188,11 +182,7 @@ class MemoryReportStore:
             entry.status, state=BatchState.PAUSED, paused_at=now, paused_by=kind,
             paused_reason=reason, pauses=entry.status.pauses + 1,
         )  # fmt: skip
-        if entry.status.webhook is not None:
-            batch_id = entry.status.batch_id
-            self._pause_webhooks[batch_id] = "pending"
-            if f"{batch_id}|paused" not in self._webhooks_due:
-                self._webhooks_due.append(f"{batch_id}|paused")
+        self._queue_webhook(entry.status, paused=True)
 
     def _unhold(self, batch_id: str, record: ItemRecord) -> None:
         if self._holds.get(record.number_id) == (batch_id, record.index):
@@ -219,20 +209,15 @@ class MemoryReportStore:
     def _holder(self, number: str, batch_id: str) -> str | None:
         """The other batch holding `number` now, as HOLD tells it."""
         holder, index = self._holds.get(number, (batch_id, -1))
-        if holder == batch_id:
+        entry = self._batches.get(holder) or self._staged.get(holder)
+        if holder == batch_id or entry is None:
             return None
-        entry = self._batches.get(holder)
-        if entry is None:
-            staged = self._staged.get(holder)
-            if staged is None:
-                return None
-            fresh = time.time() - staged.status.created_at < STAGED_HOLD_SECONDS
+        fresh = time.time() - entry.status.created_at < STAGED_HOLD_SECONDS
+        if holder in self._staged:  # held while it is written
             return holder if fresh else None
         item = entry.items.get(index)
-        if item is None:
-            writing = entry.selection_begun and entry.status.selecting
-            fresh = time.time() - entry.status.created_at < STAGED_HOLD_SECONDS
-            return holder if writing and fresh else None
+        if item is None:  # a selection adding its items
+            return holder if fresh and entry.selection_begun and entry.status.selecting else None
         return holder if item.status is ItemStatus.PENDING else None
 
     def release_holds(self, batch_id: str, numbers: Iterable[tuple[str, int]]) -> None:
@@ -392,59 +377,15 @@ class MemoryReportStore:
             if entry and entry.status.halted_reason is None:
                 entry.status = replace(entry.status, halted_reason=reason)
 
-    def take_due_webhook(self, owner: str) -> str | None:
-        with self._lock:
-            while self._webhooks_due:
-                taken = self._webhooks_due.pop(0)
-                if self._webhook_state(taken) == "pending":
-                    self._webhooks_delivering[taken] = owner
-                    self._set_webhook(taken, status="delivering")
-                    return taken
-            return None
-
-    def _webhook_state(self, entry: str) -> str | None:
-        target = webhook_entry(entry)
-        batch = self._batches.get(target.batch_id)
-        if batch is None or batch.status.webhook is None:
-            return None
-        if target.paused:
-            return self._pause_webhooks.get(target.batch_id)
-        return batch.status.webhook.status
-
-    def _set_webhook(self, entry: str, **changes: Any) -> None:
-        target = webhook_entry(entry)
-        batch = self._batches[target.batch_id]
-        if target.paused:
-            self._pause_webhooks[target.batch_id] = changes["status"]
-        elif batch.status.webhook is not None:
-            batch.status = replace(batch.status, webhook=replace(batch.status.webhook, **changes))
-
-    def record_webhook(
-        self, entry: str, status: str, attempts: int, error: str | None, *, owner: str
-    ) -> None:
-        with self._lock:
-            if self._webhooks_delivering.get(entry) == owner:
-                del self._webhooks_delivering[entry]
-            if entry in self._webhooks_due:
-                self._webhooks_due.remove(entry)
-            current = self._webhook_state(entry)
-            if current is not None and (current != "delivered" or status == "delivered"):
-                self._set_webhook(entry, status=status, attempts=attempts, error=error)
-
-    def give_back_webhook(self, entry: str, owner: str) -> None:
-        with self._lock:
-            if self._webhooks_delivering.get(entry) != owner:
-                return
-            del self._webhooks_delivering[entry]
-            if self._webhook_state(entry) == "delivering":
-                self._set_webhook(entry, status="pending")
-                self._webhooks_due.append(entry)
-
     def _ended(self, entry: _Batch) -> None:
-        webhook = entry.status.webhook
-        if entry.status.counts.pending <= 0 and webhook and webhook.status == "waiting":
-            entry.status = replace(entry.status, webhook=replace(webhook, status="pending"))
-            self._webhooks_due.append(entry.status.batch_id)
+        entry.status = self._queue_webhook(entry.status)
+
+    def _status_of(self, batch_id: str) -> BatchStatus | None:
+        entry = self._batches.get(batch_id)
+        return entry.status if entry else None
+
+    def _set_status(self, batch_id: str, status: BatchStatus) -> None:
+        self._batches[batch_id].status = status
 
     def link_retry(self, parent_id: str, child_id: str) -> None:
         with self._lock:

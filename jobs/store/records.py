@@ -5,16 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.queue.priority import Priority
-from jobs.store.interface import (
-    COUNTED,
-    NO_GUARD,
-    BatchMode,
-    BatchState,
-    BatchStatus,
-    Counts,
-    GuardRule,
-    WebhookState,
-)
+from jobs.store.guardrails import NO_GUARD, GuardRule
+from jobs.store.interface import COUNTED, BatchMode, BatchState, BatchStatus, Counts, WebhookState
 
 
 def as_float(value: Any) -> float | None:

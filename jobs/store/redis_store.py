@@ -37,12 +37,11 @@ from redis.typing import EncodableT, FieldT
 
 from jobs.queue import resp
 from jobs.queue.bulk import BulkWriter
-from jobs.queue.liveness import HEARTBEATS_KEY
 from jobs.store import scripts
 from jobs.store.connection import connect
+from jobs.store.holds import RedisHolds
 from jobs.store.interface import (
     COUNTED,
-    STAGED_HOLD_SECONDS,
     BatchMode,
     BatchState,
     BatchStatus,
@@ -56,74 +55,34 @@ from jobs.store.interface import (
     StoreUnavailable,
     Ticket,
     guard_mark,
-    webhook_entry,
 )
+from jobs.store.keys import (
+    BATCHES_KEY,
+    HOLDS_KEY,
+    STAGING,
+    STAGING_SECONDS,
+    UNFINISHED_KEY,
+    WEBHOOKS_DUE_KEY,
+    batch_key,
+    bodies_key,
+    claims_key,
+    expect_key,
+    guard_key,
+    items_key,
+    parked_key,
+    snapshots_key,
+)
+from jobs.store.outbox import RedisOutbox
 from jobs.store.records import as_text as _text
 from jobs.store.records import decode_status
 
 log = logging.getLogger(__name__)
 
-BATCHES_KEY = "phonebatch:batches"
-# Live batches not yet seen ended, for the workers' self-resume sweep to look at (it
-# forgets the ended ones): that sweep never walks every batch kept for the retention.
-UNFINISHED_KEY = "phonebatch:batches:unfinished"
-STAGING = "staging"  # a batch being written: no front end, worker or resume sees it
-STAGING_SECONDS = 3600  # a submitter that died mid-way leaves keys that expire by this
-WEBHOOKS_DUE_KEY = "phonebatch:webhooks:due"
-WEBHOOKS_DELIVERING_KEY = "phonebatch:webhooks:delivering"
-# Number id -> "<batch id>|<item index>": the batch whose pending item changes it now.
-HOLDS_KEY = "phonebatch:holds"
-_HOLD_CHUNK = 1000
 _CHUNK = 2000
 # A snapshot waits at most this long for a replica to have it before its item is sent.
 REPLICA_WAIT_MS = 1000
 # How long what INFO said about replicas is trusted (a failover changes it).
 REPLICAS_CHECK_SECONDS = 5.0
-
-
-def batch_key(batch_id: str) -> str:
-    return f"phonebatch:{{{batch_id}}}:batch"
-
-
-def items_key(batch_id: str) -> str:
-    return f"phonebatch:{{{batch_id}}}:items"
-
-
-def claims_key(batch_id: str) -> str:
-    return f"phonebatch:{{{batch_id}}}:claims"
-
-
-def bodies_key(batch_id: str) -> str:
-    return f"phonebatch:{{{batch_id}}}:bodies"
-
-
-def parked_key(batch_id: str) -> str:
-    return f"phonebatch:{{{batch_id}}}:parked"
-
-
-def expect_key(batch_id: str) -> str:
-    return f"phonebatch:{{{batch_id}}}:expect"
-
-
-def _batch_key_parts() -> list[str]:
-    """What comes before and after a batch id in its hash's name, for scripts that find
-    the batch from an id they read."""
-    before, _, after = batch_key("\n").partition("\n")
-    return [before, after]
-
-
-def guard_key(batch_id: str) -> str:
-    """The failure guard's window: the last outcomes, newest first ('1' failed for good)."""
-    return f"phonebatch:{{{batch_id}}}:guard"
-
-
-def _items_key_parts() -> list[str]:
-    before, _, after = items_key("\n").partition("\n")
-    return [before, after]
-
-
-def snapshots_key(batch_id: str) -> str:
-    return f"phonebatch:{{{batch_id}}}:before"
 
 
 def pending_encoder() -> Callable[[ItemSeed], str]:
@@ -173,12 +132,8 @@ class RedisReportStore:
         self._link = client.register_script(scripts.LINK_RETRY)
         self._finish_selection = client.register_script(scripts.FINISH_SELECTION)
         self._begin_selection = client.register_script(scripts.BEGIN_SELECTION)
-        self._take_webhook = client.register_script(scripts.TAKE_WEBHOOK)
-        self._record_webhook = client.register_script(scripts.RECORD_WEBHOOK)
-        self._return_webhooks = client.register_script(scripts.RETURN_WEBHOOKS)
-        self._give_back = client.register_script(scripts.GIVE_BACK_WEBHOOK)
-        self._hold = client.register_script(scripts.HOLD)
-        self._release_holds = client.register_script(scripts.RELEASE_HOLDS)
+        self._outbox = RedisOutbox(client)
+        self._holds = RedisHolds(client)
 
     @property
     def client(self) -> redis.Redis:
@@ -450,62 +405,28 @@ class RedisReportStore:
         pipe.execute()
 
     def take_due_webhook(self, owner: str) -> str | None:
-        keys = [WEBHOOKS_DUE_KEY, WEBHOOKS_DELIVERING_KEY]
-        taken = self._take_webhook(keys=keys, args=[owner, *_batch_key_parts()])
-        return _text(taken) if taken else None
+        return self._outbox.take(owner)
 
     def record_webhook(
         self, entry: str, status: str, attempts: int, error: str | None, *, owner: str
     ) -> None:
-        target = webhook_entry(entry)
-        keys = [batch_key(target.batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
-        args: list[str | int] = [entry, owner, status, attempts, error or "", target.prefix]
-        self._record_webhook(keys=keys, args=args)
+        self._outbox.record(entry, status, attempts, error, owner=owner)
 
     def give_back_webhook(self, entry: str, owner: str) -> None:
-        target = webhook_entry(entry)
-        keys = [batch_key(target.batch_id), WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY]
-        self._give_back(keys=keys, args=[entry, owner, target.prefix])
+        self._outbox.give_back(entry, owner)
+
+    def return_lapsed_webhooks(self, lapse: float) -> list[str]:
+        """Webhooks in flight whose deliverer has not beaten for `lapse` seconds (or is
+        not in the heartbeats at all), back in the outbox, each once; their entries."""
+        return self._outbox.return_lapsed(lapse)
 
     def hold(
         self, batch_id: str, numbers: Iterable[tuple[str, int]], *, share: bool = False
     ) -> list[tuple[str, str]]:
-        # A chunk a script: all or none within it. A refused batch checks the rest (to
-        # list every held number), then gives back the chunks it took.
-        mode = "share" if share else "take"
-        held: list[tuple[str, str]] = []
-        taken: list[list[tuple[str, int]]] = []
-        pending = iter(numbers)
-        while chunk := list(islice(pending, _HOLD_CHUNK)):
-            flat: list[str | int] = [part for pair in chunk for part in pair]
-            answer = self._hold(
-                keys=[HOLDS_KEY],
-                args=[batch_id, mode, STAGED_HOLD_SECONDS, *_batch_key_parts(),
-                      *_items_key_parts(), *flat],
-            )  # fmt: skip
-            found = [(_text(answer[i]), _text(answer[i + 1])) for i in range(0, len(answer), 2)]
-            held += found
-            if mode == "take" and found:
-                mode = "check"
-            elif mode != "check":
-                taken.append(chunk)
-        if held and not share:
-            for chunk in taken:
-                self.release_holds(batch_id, chunk)
-        return held
+        return self._holds.hold(batch_id, numbers, share=share)
 
     def release_holds(self, batch_id: str, numbers: Iterable[tuple[str, int]]) -> None:
-        pending = iter(numbers)
-        while chunk := list(islice(pending, _HOLD_CHUNK)):
-            flat: list[str | int] = [part for pair in chunk for part in pair]
-            self._release_holds(keys=[HOLDS_KEY], args=[batch_id, *flat])
-
-    def return_lapsed_webhooks(self, lapse: float) -> list[str]:
-        """Webhooks in flight whose deliverer has not beaten for `lapse` seconds (or is
-        not in the heartbeats at all), back in the outbox, each once; their batch ids."""
-        keys = [WEBHOOKS_DELIVERING_KEY, WEBHOOKS_DUE_KEY, HEARTBEATS_KEY]
-        back = self._return_webhooks(keys=keys, args=[lapse, *_batch_key_parts()])
-        return [_text(b) for b in back]
+        self._holds.release(batch_id, numbers)
 
     def link_retry(self, parent_id: str, child_id: str) -> None:
         self._link(keys=[batch_key(parent_id)], args=[child_id])

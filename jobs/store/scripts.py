@@ -7,7 +7,7 @@ body), P = parked list (a paused batch's task messages, kept until it continues)
 records are JSON; Redis's cjson reads and writes them.
 """
 
-_NOW = """
+PRELUDE = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local stamp = string.format('%.6f', now)
@@ -54,7 +54,7 @@ end
 # receipt goes in every case: the task is done with its message (kombu's ack does the
 # same ZREM and HDEL).
 RECORD_OUTCOME = (
-    _NOW
+    PRELUDE
     + """
 if ARGV[8] then
   redis.call('ZREM', KEYS[8], ARGV[8])
@@ -125,7 +125,7 @@ return 1
 # redelivered task, a retried command) gets the item back. A batch with a canary lets
 # that many first claims through (`canary_left`) and pauses itself at the next one.
 CLAIM = (
-    _NOW
+    PRELUDE
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 local current = redis.call('HGET', KEYS[2], ARGV[1])
@@ -182,7 +182,7 @@ return {taken, '0', current, rules[1], rules[2], rules[3], rules[4], kept, canar
 # afterwards ('missing' if there is none). A paused batch's parked messages go: their items
 # are pending and unclaimed, so the sweep that follows marks them cancelled.
 CANCEL = (
-    _NOW
+    PRELUDE
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
@@ -197,7 +197,7 @@ return 'cancelled'
 # KEYS: B. Returns the state afterwards ('missing' if there is no batch): a queued or
 # running batch becomes paused, a paused one stays so, an ended one is left as it is.
 PAUSE = (
-    _NOW
+    PRELUDE
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
@@ -232,7 +232,7 @@ return 0
 # canary that paused it is over; the guard starts a fresh window (its old one would
 # pause the batch again at the next outcome).
 CONTINUE = (
-    _NOW
+    PRELUDE
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, 'missing', 0} end
@@ -262,7 +262,7 @@ return {1, resumed, parked}
 # 3 retention (s), 4 batch id
 # Marks every pending item of the range that no live run holds as cancelled.
 SWEEP_CANCELLED = (
-    _NOW
+    PRELUDE
     + """
 local swept = 0
 for index = tonumber(ARGV[1]), tonumber(ARGV[2]) do
@@ -319,7 +319,7 @@ return 1
 # KEYS: B, due webhooks set. ARGV: 1 items added, 2 batch id, 3 retention (s)
 # A selector batch's listing is done: its items count from now on (none: it is complete).
 FINISH_SELECTION = (
-    _NOW
+    PRELUDE
     + """
 redis.call('HINCRBY', KEYS[1], 'total', ARGV[1])
 local pending = redis.call('HINCRBY', KEYS[1], 'pending', ARGV[1])
@@ -352,172 +352,4 @@ for i = 1, 5 do redis.call('EXPIRE', KEYS[i], ARGV[1]) end
 redis.call('ZADD', KEYS[6], ARGV[3], ARGV[2])
 redis.call('ZADD', KEYS[7], ARGV[3], ARGV[2])
 return 1
-"""
-
-# The webhook outbox. A batch's end puts its id in the due set (`ended` above, in the step
-# that completes it), a pause of its own `<id>|paused` (`self_pause`); a deliverer moves an
-# entry into the in-flight hash (entry -> owner, a worker process) and out again with the
-# outcome. An entry's state is in B: `webhook_status` for the end, `pause_webhook_status`
-# for the pause. ARGV 2 and 3 of the first and last are what comes before and after a
-# batch id in B's name.
-_ENTRY = """
--- An outbox entry's batch hash and the field holding its state.
-local function webhook_of(entry, before, after)
-  local batch_id, kind = string.match(entry, '^([^|]*)|?(.*)$')
-  local field = 'webhook_status'
-  if kind == 'paused' then field = 'pause_webhook_status' end
-  return before .. batch_id .. after, field
-end
-"""
-
-# KEYS: due webhooks set, webhooks in flight. ARGV: 1 owner, 2 and 3 B's name around the id.
-# One due entry, now in flight as the owner's (its state: 'delivering'); the entry, or
-# false when none is due. One whose batch is gone or has its outcome already is dropped.
-TAKE_WEBHOOK = (
-    _ENTRY
-    + """
-for _ = 1, 100 do
-  local id = redis.call('SPOP', KEYS[1])
-  if not id then return false end
-  local batch_key, field = webhook_of(id, ARGV[2], ARGV[3])
-  if redis.call('HGET', batch_key, field) == 'pending' then
-    redis.call('HSET', KEYS[2], id, ARGV[1])
-    redis.call('HSET', batch_key, field, 'delivering')
-    return id
-  end
-end
-return false
-"""
-)
-
-# KEYS: B, webhooks in flight, due webhooks set. ARGV: 1 entry, 2 owner, 3 outcome
-# ('delivered' | 'failed'), 4 attempts, 5 error ('' for none), 6 the entry's field prefix
-# in B ('webhook' or 'pause_webhook').
-# The outcome goes into B and the entry leaves the outbox: the owner's entry in flight,
-# and the due set if it was put back meanwhile (its owner was taken for dead). Another
-# process's entry stays: that delivery goes on, with the same delivery id. A 'failed'
-# never overwrites a 'delivered' (a deliverer taken for dead may finish last).
-# Returns 1 when B took the outcome, 0 when it did not (gone, or delivered already).
-RECORD_WEBHOOK = """
-if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
-redis.call('SREM', KEYS[3], ARGV[1])
-local current = redis.call('HGET', KEYS[1], ARGV[6] .. '_status')
-if not current or (current == 'delivered' and ARGV[3] ~= 'delivered') then return 0 end
-redis.call('HSET', KEYS[1], ARGV[6] .. '_status', ARGV[3], ARGV[6] .. '_attempts', ARGV[4],
-  ARGV[6] .. '_error', ARGV[5])
-return 1
-"""
-
-# KEYS: B, webhooks in flight, due webhooks set. ARGV: 1 entry, 2 owner, 3 the entry's
-# field prefix in B. The owner's delivery, ended without an outcome, back in the outbox
-# ('pending'); nothing if it is no longer the owner's (put back already, or recorded).
-# Returns 1 if it went.
-GIVE_BACK_WEBHOOK = """
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-if redis.call('HGET', KEYS[1], ARGV[3] .. '_status') ~= 'delivering' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[3] .. '_status', 'pending')
-redis.call('SADD', KEYS[3], ARGV[1])
-return 1
-"""
-
-# KEYS: webhooks in flight, due webhooks set, heartbeats (`jobs.queue.liveness`). ARGV:
-# 1 lapse (s), 2 and 3 B's name around the id.
-# Every entry in flight whose owner has not beaten for the lapse goes back to the due
-# set ('pending' again). An owner missing from the heartbeats counts as dead too: a
-# process beats before it takes anything, and the reaper forgets dead processes, maybe
-# before this runs. Each entry leaves the hash in this one step, so it goes back once
-# however many workers sweep; one whose batch is gone or has its outcome is dropped.
-# Returns the entries put back.
-RETURN_WEBHOOKS = (
-    _NOW
-    + _ENTRY
-    + """
-local entries = redis.call('HGETALL', KEYS[1])
-local back = {}
-for i = 1, #entries, 2 do
-  local id, owner = entries[i], entries[i + 1]
-  local beat = tonumber(redis.call('ZSCORE', KEYS[3], owner))
-  if not beat or beat < now - tonumber(ARGV[1]) then
-    redis.call('HDEL', KEYS[1], id)
-    local batch_key, field = webhook_of(id, ARGV[2], ARGV[3])
-    if redis.call('HGET', batch_key, field) == 'delivering' then
-      redis.call('HSET', batch_key, field, 'pending')
-      redis.call('SADD', KEYS[2], id)
-      back[#back + 1] = id
-    end
-  end
-end
-return back
-"""
-)
-
-# KEYS: H (number holds). ARGV: 1 batch id, 2 'take' (all or none: nothing is taken if
-# any number is held), 'share' (take the free ones, leave the held ones to their
-# holders) or 'check' (take nothing), 3 seconds a holder still writing its items (staged,
-# or a selection adding them) holds after its creation (its writer may have died), 4 and
-# 5 B's name around an id, 6 and 7 I's, then pairs of number id, item index. A number is
-# held while its holder's item for it is pending (and the holder exists): a held number
-# whose batch ended, was cancelled or expired is free, whatever its entry says, so nothing
-# a crash leaves behind holds a number for long. O(1) a number.
-# Returns the numbers held by others: {number, holder batch id, ...}.
-HOLD = (
-    _NOW
-    + """
-local function recent(batch_key)
-  local created = tonumber(redis.call('HGET', batch_key, 'created_at') or '0') or 0
-  return now - created < tonumber(ARGV[3])
-end
-local function holder_of(value)
-  local holder, index = string.match(value, '^(.*)|(%d+)$')
-  if not holder or holder == ARGV[1] then return nil end
-  local batch_key = ARGV[4] .. holder .. ARGV[5]
-  local state = redis.call('HGET', batch_key, 'state')
-  if not state then return nil end
-  if state == 'staging' then
-    if recent(batch_key) then return holder end
-    return nil
-  end
-  local item = redis.call('HGET', ARGV[6] .. holder .. ARGV[7], index)
-  if not item then
-    -- A selection adds its items once it has taken the holds (unless it died doing so).
-    if redis.call('HGET', batch_key, 'selecting') == '2' and recent(batch_key) then
-      return holder
-    end
-    return nil
-  end
-  if cjson.decode(item)['status'] == 'pending' then return holder end
-  return nil
-end
-local held, taken = {}, {}
-for i = 8, #ARGV, 2 do
-  local value = redis.call('HGET', KEYS[1], ARGV[i])
-  local holder = value and holder_of(value)
-  if holder then
-    held[#held + 1] = ARGV[i]
-    held[#held + 1] = holder
-    taken[ARGV[i]] = true
-  end
-end
-if ARGV[2] == 'check' or (ARGV[2] == 'take' and #held > 0) then return held end
-for i = 8, #ARGV, 2 do
-  if not taken[ARGV[i]] then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[1] .. '|' .. ARGV[i + 1])
-  end
-end
-return held
-"""
-)
-
-# KEYS: H. ARGV: 1 batch id, then pairs of number id, item index. Each number's hold goes,
-# if it is still this batch's for that item (a submission refused or failed part way).
-RELEASE_HOLDS = """
-local released = 0
-for i = 2, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] .. '|' .. ARGV[i + 1] then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    released = released + 1
-  end
-end
-return released
 """

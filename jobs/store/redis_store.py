@@ -369,12 +369,18 @@ class RedisReportStore:
     def continue_batch(
         self, batch_id: str, queue: str, *, no_guard: bool = False
     ) -> tuple[bool, BatchStatus] | None:
-        was_paused, _state, _moved = self._continue(
+        answer = self._continue(
             keys=[batch_key(batch_id), parked_key(batch_id), queue, guard_key(batch_id)],
             args=["1" if no_guard else "0"],
         )
-        status = self.status(batch_id)
-        return None if status is None else (bool(was_paused), status)
+        if len(answer) < 4:
+            return None
+        # The status as the continue left it: a worker may start the batch right after.
+        fields = answer[3]
+        raw = dict(zip(fields[::2], fields[1::2], strict=True))
+        if _text(raw.get(b"state", b"")) == STAGING:
+            return None  # nobody's business until it goes live
+        return bool(answer[0]), decode_status(batch_id, raw)
 
     def bodies(self, batch_id: str, indexes: list[int]) -> dict[int, str]:
         if not indexes:

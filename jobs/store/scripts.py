@@ -225,8 +225,9 @@ return 0
 """
 
 # KEYS: B, P, the queue list, G (the guard's window). ARGV: 1 '1' to turn the failure
-# guard off. Returns {1 if it was paused else 0, state afterwards, messages moved}
-# ({0, 'missing', 0} if there is no batch). A paused batch goes back to `running`
+# guard off. Returns {1 if it was paused else 0, state afterwards, messages moved, B's
+# fields and values as they are then} ({0, 'missing', 0} if there is no batch): read in
+# the same step, as a worker may take a moved message at once. A paused batch goes back to `running`
 # (`queued` if nothing had started) and its parked messages to the front of the queue
 # they came from (the one given, if none was noted), oldest first, in the same step. A
 # canary that paused it is over; the guard starts a fresh window (its old one would
@@ -236,7 +237,7 @@ CONTINUE = (
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {0, 'missing', 0} end
-if state ~= 'paused' then return {0, state, 0} end
+if state ~= 'paused' then return {0, state, 0, redis.call('HGETALL', KEYS[1])} end
 local started = redis.call('HGET', KEYS[1], 'started_at')
 local resumed = 'queued'
 if started and started ~= '' then resumed = 'running' end
@@ -254,7 +255,7 @@ for first = 0, parked - 1, 1000 do
   redis.call('RPUSH', target, unpack(redis.call('LRANGE', KEYS[2], first, first + 999)))
 end
 redis.call('DEL', KEYS[2])
-return {1, resumed, parked}
+return {1, resumed, parked, redis.call('HGETALL', KEYS[1])}
 """
 )
 

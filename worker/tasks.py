@@ -38,6 +38,7 @@ from worker.retry import Attempts, Deferred
 from worker.runtime import Runtime, get_runtime, resilient_redis
 from worker.selector import build_selection
 from worker.sweeps import recovery_pumps
+from worker.timeline import tallied
 from worker.webhook_pump import webhook_pump
 
 log = get_task_logger(__name__)
@@ -107,7 +108,7 @@ def update_phone_number(
         batch_id, index, row, number_id, body, Attempts.from_dict(attempts), Read.from_json(read)
     )
     try:
-        with about_item(batch_id, row, number_id):
+        with about_item(batch_id, row, number_id), tallied(runtime.store, batch_id):
             _deliver(runtime, item, str(self.request.id))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Redis stayed away past the client's retries: the item must stay queued. Give

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ROUNDS ?= 3
 
-.PHONY: demo test lint types unit venv bench compat fuzz soak restarts wheel-check clean
+.PHONY: demo test lint types unit venv bench compat fuzz soak restarts wheel-check clean screenshots
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 test: lint types unit
+
+# The README's screenshots of the pages (docs/screenshots/), taken by the browser tests.
+screenshots: $(STAMP)
+	PHONEBATCH_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_e2e_browser.py
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.api_pace --rounds $(BENCH_ROUNDS)

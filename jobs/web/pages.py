@@ -104,7 +104,7 @@ NOTES = {
     "unchanged": "Nothing changed: the batch was not in a state that allows it.",
     "retry": "A new batch of the failed items was queued: this is it.",
     "rollback": "A rollback was queued: this is it. Numbers changed since are left alone.",
-    "created": "Queued.",
+    "created": "Submitted: it runs as workers take its items.",
 }
 
 

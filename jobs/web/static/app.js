@@ -45,6 +45,12 @@ function drawChart(canvas, buckets) {
       if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
     });
     ctx.stroke();
+    ctx.fillStyle = COLOURS[kind];
+    buckets.forEach(function (b, i) {  // a dot per bucket: one bucket is a chart too
+      var x = buckets.length === 1 ? width / 2 : pad + (i * (width - 2 * pad)) / (buckets.length - 1);
+      var y = height - pad - (b[kind] / top) * (height - 2 * pad - 12);
+      ctx.fillRect(x - 2, y - 2, 4, 4);
+    });
   });
 }
 
@@ -95,9 +101,23 @@ function follow(section) {
   source.onmessage = function (event) { show(section, JSON.parse(event.data)); };
   source.addEventListener("end", function () {
     source.close();
-    // The batch ended: load the page once more for its final items and actions.
-    window.location.reload();
+    refreshItems();
   });
+}
+
+// The batch ended: its actions and items as the server now renders them, swapped in
+// (no reload).
+function refreshItems() {
+  fetch(window.location.href, { credentials: "same-origin" })
+    .then(function (answer) { return answer.ok ? answer.text() : Promise.reject(answer.status); })
+    .then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      ["actions", "items"].forEach(function (id) {
+        var now = document.getElementById(id), next = fresh.getElementById(id);
+        if (now && next) now.replaceWith(next);
+      });
+    })
+    .catch(function () { /* the live counts stand; a reload shows the items */ });
 }
 
 document.addEventListener("DOMContentLoaded", function () {

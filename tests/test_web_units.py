@@ -3,6 +3,7 @@ timeline's buckets."""
 
 from __future__ import annotations
 
+from jobs.api.guard import route_path
 from jobs.store.interface import BatchState, BatchStatus, Counts
 from jobs.store.timeline import BUCKET_SECONDS, MAX_BUCKETS, Bucket, parse
 from jobs.web import session
@@ -88,3 +89,11 @@ def test_timeline_buckets_fill_gaps_and_keep_the_last_hour() -> None:
     buckets = parse(many)
     assert len(buckets) == MAX_BUCKETS and buckets[0].start == 10 * BUCKET_SECONDS
     assert parse({}) == []
+
+
+def test_behind_a_proxy_routes_see_their_own_paths() -> None:
+    # uvicorn --root-path /pb puts the prefix in front of the path the proxy passed on.
+    assert route_path({"path": "/pb/ui/new", "root_path": "/pb"}) == "/ui/new"
+    assert route_path({"path": "/pb", "root_path": "/pb"}) == "/"
+    assert route_path({"path": "/pbx/ui/new", "root_path": "/pb"}) == "/pbx/ui/new"
+    assert route_path({"path": "/healthz"}) == "/healthz"

@@ -50,7 +50,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-        path = scope["path"]
+        path = route_path(scope)
         if path not in OPEN_PATHS and not self.pages(path) and not self._authorized(headers):
             await _answer(send, 401, "a valid bearer token is required", bearer=True)
             return
@@ -69,6 +69,16 @@ class Guard:
 
     def _authorized(self, headers: dict[str, bytes]) -> bool:
         return bearer_ok(headers.get("authorization", b""), self.token)
+
+
+def route_path(scope: Scope) -> str:
+    """The path without the prefix a reverse proxy serves us under (`--root-path`): the
+    server puts that prefix in front of every path, and the routes do not know it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and (path == root or path.startswith(root.rstrip("/") + "/")):
+        return path[len(root.rstrip("/")) :] or "/"
+    return path
 
 
 def bearer_ok(authorization: bytes, token: str | None) -> bool:

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 
 from config import Settings
 from jobs.api.app import create_api
+from jobs.api.guard import route_path
 from jobs.store.redis_store import RedisReportStore
 from jobs.web import actions, live, pages, signin
 from jobs.web.auth import SignInFirst, sign_in_url
@@ -55,7 +56,7 @@ async def _sign_in_first(request: Request, exc: Exception) -> Response:
 async def _problem(request: Request, exc: Exception) -> Response:
     """A page's error as a page; the JSON API's as JSON, as before."""
     assert isinstance(exc, HTTPException)
-    if not is_page(request.url.path[len(root(request)) :] or "/"):
+    if not is_page(route_path(request.scope)):
         return await http_exception_handler(request, exc)
     context = {"status": exc.status_code, "detail": exc.detail}
     return page(request, "error.html", context, exc.status_code)

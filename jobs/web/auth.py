@@ -14,6 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, Form, HTTPException, Request
 
+from jobs.api.guard import route_path
 from jobs.web import session
 from jobs.web.session import Session
 
@@ -41,7 +42,8 @@ def signed_in(request: Request) -> Session:
     """The page's session; otherwise off to the sign-in form, coming back here after."""
     found = current_session(request)
     if found is None:
-        after = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        path = route_path(request.scope)  # sign-in adds the proxy's prefix back
+        after = path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInFirst(after)
     return found
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from jobs.api.guard import App, Message, Receive, Scope, Send
+from jobs.api.guard import App, Message, Receive, Scope, Send, route_path
 
 PAGES_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -33,7 +33,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = self._policy(scope["path"])
+        policy = self._policy(route_path(scope))
         if policy is None:
             await self.app(scope, receive, send)
             return

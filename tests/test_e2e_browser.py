@@ -258,6 +258,13 @@ def test_a_dry_run_shows_the_diff(page: Any, stack: Stack, tmp_path: Path) -> No
                if n["id"] != numbers[0]["id"])  # fmt: skip
     _accessible(page)
     _screenshot(page, "batch-dry-run", full=True)
+    # On a phone: nothing wider than the screen but the tables, which scroll by themselves.
+    page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        _screenshot(page, "batch-phone")
+    finally:
+        page.set_viewport_size({"width": 1100, "height": 900})
 
 
 def test_a_run_goes_live_to_100_percent_and_its_csv_matches_the_cli(
@@ -310,7 +317,8 @@ def test_a_slower_batch_is_cancelled_from_its_page(page: Any, stack: Stack, tmp_
         page.wait_for_url("**/ui/batches/**")
         page.locator("[data-count=succeeded]").filter(has_not_text="0").wait_for()
         _screenshot(page, "batch-running")
-        page.click("#action-cancel")  # the confirmation is accepted (see `page`)
+        page.focus("#action-cancel")  # by keyboard; the confirmation is accepted (`page`)
+        page.keyboard.press("Enter")
         page.locator("[data-field=state]", has_text="cancelled").wait_for()
         batch_id = _batch_id(page)
         stack.wait_done(batch_id)
@@ -327,3 +335,26 @@ def test_the_api_docs_work_offline(page: Any, stack: Stack) -> None:
     page.goto("/docs")
     page.locator(".swagger-ui .opblock").first.wait_for()
     assert all(u.startswith(stack.url) or u.startswith("data:") for u in requests), requests
+
+
+def test_a_rollback_from_the_page_shows_the_numbers_changed_since(
+    page: Any, stack: Stack, tmp_path: Path
+) -> None:
+    numbers = _numbers(stack, 4, seed=15)
+    page.goto("/ui/new")
+    page.set_input_files("#file", str(_csv(numbers, tmp_path, "to-undo.csv")))
+    page.click("form[action$='/ui/new'] button[type=submit]")
+    page.wait_for_url("**/ui/batches/**")
+    stack.wait_done(_batch_id(page))
+    page.locator("#action-rollback").wait_for()  # shown once the batch has ended
+    current = stack.simulator.numbers()
+    current[numbers[0]["id"]]["assistantId"] = "asst_someone_else"  # someone moved one since
+    stack.simulator.reset(list(current.values()))
+    page.click("#action-rollback")
+    page.wait_for_url("**note=rollback")
+    stack.wait_done(_batch_id(page))
+    page.goto(page.url.split("?")[0] + "?status=skipped")
+    assert "changed since: assistantId" in page.locator("#items .conflict").inner_text()
+    now = stack.simulator.numbers()
+    assert now[numbers[0]["id"]]["assistantId"] == "asst_someone_else"
+    assert all(now[n["id"]]["assistantId"] == n["assistantId"] for n in numbers[1:])

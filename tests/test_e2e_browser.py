@@ -306,7 +306,9 @@ def test_a_run_goes_live_to_100_percent_and_its_csv_matches_the_cli(
     _screenshot(page, "batches")
 
 
-def test_a_slower_batch_is_cancelled_from_its_page(page: Any, stack: Stack, tmp_path: Path) -> None:
+def test_a_slower_batch_is_paused_continued_and_cancelled_from_its_page(
+    page: Any, stack: Stack, tmp_path: Path
+) -> None:
     numbers = _numbers(stack, 200, seed=14)
     stack.simulator.set_faults(latency_ms=250)
     try:
@@ -317,7 +319,11 @@ def test_a_slower_batch_is_cancelled_from_its_page(page: Any, stack: Stack, tmp_
         page.wait_for_url("**/ui/batches/**")
         page.locator("[data-count=succeeded]").filter(has_not_text="0").wait_for()
         _screenshot(page, "batch-running")
-        page.focus("#action-cancel")  # by keyboard; the confirmation is accepted (`page`)
+        page.click("#action-pause")  # the confirmation is accepted (see `page`)
+        page.locator("[data-field=state]", has_text="paused").wait_for()
+        page.click("#action-continue")
+        page.locator("#action-pause").wait_for()  # running again: it can be paused
+        page.focus("#action-cancel")  # by keyboard this time
         page.keyboard.press("Enter")
         page.locator("[data-field=state]", has_text="cancelled").wait_for()
         batch_id = _batch_id(page)

@@ -1,7 +1,12 @@
-"""The pages' pure parts: the session cookie and CSRF token, what a batch page shows, the
-timeline's buckets."""
+"""The pages' pure parts (the session cookie and CSRF token, what a batch page shows, the
+timeline's buckets) and, in process, who may see a page."""
 
 from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
 
 from jobs.api.guard import route_path
 from jobs.store.interface import BatchState, BatchStatus, Counts
@@ -97,3 +102,30 @@ def test_behind_a_proxy_routes_see_their_own_paths() -> None:
     assert route_path({"path": "/pb", "root_path": "/pb"}) == "/"
     assert route_path({"path": "/pbx/ui/new", "root_path": "/pb"}) == "/pbx/ui/new"
     assert route_path({"path": "/healthz"}) == "/healthz"
+
+
+def _answers(token: str | None, *requests: tuple[str, str, dict[str, str]]) -> list[Any]:
+    """The app's answers to `requests` (method, path, form), in process (no server)."""
+    import redis
+
+    from config import Settings
+    from jobs.store.redis_store import RedisReportStore
+    from jobs.web.app import create_app
+
+    store = RedisReportStore(redis.Redis(port=1), retention_seconds=60)  # never reached
+    app = create_app(Settings(), store, token=token)
+
+    async def send() -> list[Any]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [await client.request(m, p, data=d or None) for m, p, d in requests]
+
+    return asyncio.run(send())
+
+
+def test_opened_on_localhost_the_pages_need_no_sign_in_but_forms_their_token() -> None:
+    form, post = _answers(None, ("GET", "/ui/new", {}), ("POST", "/ui/select", {"where": "a=b"}))
+    assert form.status_code == 200 and 'name="csrf"' in form.text
+    assert post.status_code == 403
+    (closed,) = _answers("a-token", ("GET", "/ui/new", {}))
+    assert closed.status_code == 303

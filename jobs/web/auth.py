@@ -34,7 +34,15 @@ def web_key(request: Request) -> bytes:
     return key
 
 
+OPEN = Session(expires=2**62, nonce="opened-on-localhost")
+
+
 def current_session(request: Request) -> Session | None:
+    """The request's session; with no token (`--open-on-localhost`) everyone has one, as
+    everyone may use the API (its forms still need the CSRF token: another site's page
+    cannot read it)."""
+    if request.app.state.token is None:
+        return OPEN
     return session.read(web_key(request), request.cookies.get(session.COOKIE), time.time())
 
 

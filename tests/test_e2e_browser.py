@@ -77,7 +77,8 @@ def stack(
     store = RedisReportStore.from_url(own_db, retention_seconds=3600)
     store.client.flushdb()
     queue = f"phonebatch-browser-{uuid.uuid4().hex[:6]}"
-    env = worker_env(own_db, simulator_server, PHONEBATCH_QUEUE=queue)
+    # A pace far above what the tests send: the shared limiter has a state to show.
+    env = worker_env(own_db, simulator_server, PHONEBATCH_QUEUE=queue, PHONEBATCH_RATE_LIMIT="500")
     worker = start_worker(env=env, concurrency=8, log=logs / "worker.log")
     port = free_port()
     api_env = {"REDIS_URL": own_db, "PHONEBATCH_QUEUE": queue, "PHONEBATCH_API_TOKEN": TOKEN}
@@ -283,6 +284,7 @@ def test_a_run_goes_live_to_100_percent_and_its_csv_matches_the_cli(
         assert page.evaluate("window.notReloaded") is True  # live, not reloaded
         assert page.locator("[data-count=succeeded]").inner_text() == "60"
         page.locator("#items .status-succeeded").first.wait_for()  # final items swapped in
+        assert "requests/s now" in page.locator("[data-field=pace]").inner_text()
     finally:
         stack.simulator.set_faults(latency_ms=0)
     _accessible(page)

@@ -101,6 +101,7 @@ def api(
     uvicorn.run(
         create_app(s, store, token=token), host=host, port=port, log_level="warning",
         root_path=root_path.rstrip("/"),
+        timeout_graceful_shutdown=5,  # a page left open holds a live stream: stop anyway
     )  # fmt: skip
 
 

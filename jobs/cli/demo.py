@@ -80,29 +80,9 @@ def run_demo(
         if interactive:  # a secret on the screen of the one who ran it, never in a log
             err.print(f"Sign in with this token: {token}")
         try:
-            redis_url = _redis(settings, workdir, processes, err)
-        except ServiceError as exc:
-            err.print(f"phonebatch demo: {exc}")
-            return 1
-        sim_port, api_key = free_port(), secrets.token_hex(8)
-        err.print(f"• simulator on 127.0.0.1:{sim_port} with {numbers} numbers")
-        processes.append(
-            start_simulator(
-                sim_port, numbers=numbers, seed=7, api_key=api_key, log=workdir / "sim.log"
-            )
-        )
-        queue = f"phonebatch-demo-{secrets.token_hex(4)}"
-        env = {
-            "REDIS_URL": redis_url,
-            "VAPI_BASE_URL": f"http://127.0.0.1:{sim_port}",
-            "VAPI_API_KEY": api_key,
-            "PHONEBATCH_QUEUE": queue,
-            "PHONEBATCH_RATE_LIMIT": "50",  # the simulator takes it; the real API may not
-        }
-        err.print("• a worker (threads pool, concurrency 8)")
-        processes.append(start_worker(env=env, concurrency=8, log=workdir / "worker.log"))
-        api_env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue, "PHONEBATCH_API_TOKEN": token}
-        try:
+            redis_url, sim, queue = _start(settings, workdir, processes, numbers, err)
+            api_env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
+            api_env["PHONEBATCH_API_TOKEN"] = token
             processes.append(start_api(api_port, env=api_env, log=workdir / "api.log"))
         except ServiceError as exc:
             err.print(f"phonebatch demo: {exc}")
@@ -117,11 +97,39 @@ def run_demo(
         ):
             out.print("Stopped before the batch; everything the demo started is being stopped.")
             return 1
-        code = _run_batch(f"http://127.0.0.1:{sim_port}", store, queue, workdir, numbers, out, err)
+        code = _run_batch(sim, store, queue, workdir, numbers, out, err)
         if interactive:
             _pause(err, wait, "The pages stay up: press Enter or Ctrl-C to stop everything.")
         out.print("Everything the demo started is being stopped.")
         return code
+
+
+def _start(
+    settings: Settings,
+    workdir: Path,
+    processes: list[subprocess.Popen[bytes]],
+    numbers: int,
+    err: Console,
+) -> tuple[str, str, str]:
+    """Redis (unless one answers), the simulator and a worker: Redis's URL, the
+    simulator's, and the demo's own queue."""
+    redis_url = _redis(settings, workdir, processes, err)
+    sim_port, api_key = free_port(), secrets.token_hex(8)
+    err.print(f"• simulator on 127.0.0.1:{sim_port} with {numbers} numbers")
+    processes.append(
+        start_simulator(sim_port, numbers=numbers, seed=7, api_key=api_key, log=workdir / "sim.log")
+    )
+    queue = f"phonebatch-demo-{secrets.token_hex(4)}"
+    env = {
+        "REDIS_URL": redis_url,
+        "VAPI_BASE_URL": f"http://127.0.0.1:{sim_port}",
+        "VAPI_API_KEY": api_key,
+        "PHONEBATCH_QUEUE": queue,
+        "PHONEBATCH_RATE_LIMIT": "50",  # the simulator takes it; the real API may not
+    }
+    err.print("• a worker (threads pool, concurrency 8)")
+    processes.append(start_worker(env=env, concurrency=8, log=workdir / "worker.log"))
+    return redis_url, f"http://127.0.0.1:{sim_port}", queue
 
 
 def _pause(err: Console, wait: Callable[[], object], message: str) -> bool:

@@ -25,6 +25,8 @@ COMMON = [
 
 
 class SecurityHeaders:
+    """A pure ASGI middleware adding the headers to the answers of the pages and /docs."""
+
     def __init__(self, app: App, pages: Callable[[str], bool]) -> None:
         self.app = app
         self.pages = pages

@@ -298,6 +298,8 @@ def test_a_run_goes_live_to_100_percent_and_its_csv_matches_the_cli(
     assert cli.returncode == 0, cli.stderr
     assert from_page == cli.stdout
     assert len(from_page.splitlines()) == 61
+    as_json = page.request.get(f"/ui/batches/{batch_id}/report.json").json()
+    assert as_json["counts"]["succeeded"] == 60 and len(as_json["items"]) == 60
     # The chart's data: the workers counted every request into the batch's time buckets.
     sent = sum(b.requests for b in read_timeline(stack.store.client, batch_id))
     assert sent >= 60
@@ -366,3 +368,17 @@ def test_a_rollback_from_the_page_shows_the_numbers_changed_since(
     now = stack.simulator.numbers()
     assert now[numbers[0]["id"]]["assistantId"] == "asst_someone_else"
     assert all(now[n["id"]]["assistantId"] == n["assistantId"] for n in numbers[1:])
+
+
+def test_a_selection_as_a_dry_run(page: Any, stack: Stack) -> None:
+    numbers = _numbers(stack, 3, seed=16)
+    page.goto("/ui/new")
+    page.fill("#where", f"assistantId={numbers[0]['assistantId']}")
+    page.fill("#select_sets", "name=Selected by the page")
+    page.check("#select_dry")
+    page.click("form[action$='/ui/select'] button[type=submit]")
+    page.wait_for_url("**/ui/batches/**")
+    stack.wait_done(_batch_id(page))
+    page.reload()
+    assert page.locator("#items .change", has_text="→ Selected by the page").count() == 3
+    assert all(n["name"] != "Selected by the page" for n in stack.simulator.numbers().values())

@@ -382,3 +382,24 @@ def test_a_selection_as_a_dry_run(page: Any, stack: Stack) -> None:
     page.reload()
     assert page.locator("#items .change", has_text="→ Selected by the page").count() == 3
     assert all(n["name"] != "Selected by the page" for n in stack.simulator.numbers().values())
+
+
+def test_no_secret_of_a_batch_appears_in_a_page(page: Any, stack: Stack, tmp_path: Path) -> None:
+    twilio = [n for n in _numbers(stack, 10, seed=17) if n["provider"] == "twilio"]
+    secret = "twilio-secret-9f8e7d"
+    path = tmp_path / "secret.csv"
+    rows = "".join(f"{n['id']},twilio,{secret}\n" for n in twilio)
+    path.write_text("id,provider,twilioAuthToken\n" + rows)
+    page.goto("/ui/new")
+    page.set_input_files("#file", str(path))
+    page.check("#dry_run")
+    page.click("form[action$='/ui/new'] button[type=submit]")
+    page.wait_for_url("**/ui/batches/**")
+    batch_id = _batch_id(page)
+    stack.wait_done(batch_id)
+    page.reload()
+    assert "twilioAuthToken" in page.locator("#items").inner_text()
+    assert "***" in page.locator("#items").inner_text()
+    for shown in (page.content(), page.request.get(f"/ui/batches/{batch_id}/report.json").text(),
+                  page.request.get(f"/ui/batches/{batch_id}/report.csv").text()):  # fmt: skip
+        assert secret not in shown

@@ -301,8 +301,10 @@ def test_a_run_goes_live_to_100_percent_and_its_csv_matches_the_cli(
     as_json = page.request.get(f"/ui/batches/{batch_id}/report.json").json()
     assert as_json["counts"]["succeeded"] == 60 and len(as_json["items"]) == 60
     # The chart's data: the workers counted every request into the batch's time buckets.
-    sent = sum(b.requests for b in read_timeline(stack.store.client, batch_id))
-    assert sent >= 60
+    wait_until(  # workers write their counts once a second
+        lambda: sum(b.requests for b in read_timeline(stack.store.client, batch_id)) >= 60,
+        timeout=5, what="the timeline's requests",
+    )  # fmt: skip
 
     page.goto("/")
     assert batch_id in page.locator("table.batches").inner_text()

@@ -2,9 +2,9 @@
 workers as they go, read by the batch page's chart.
 
 One Redis hash per batch, `<bucket start>:<kind>` -> count, a bucket every
-`BUCKET_SECONDS` by the worker's clock; it expires with the batch's report. A worker adds
-an item's counts in one pipelined round trip when the item leaves its hands (recorded or
-handed back), so the per-item cost is one HINCRBY per kind that happened and one EXPIRE.
+`BUCKET_SECONDS` by the worker's clock; it expires with the batch's report. A worker
+process gathers its counts in memory and adds them once a second in one pipelined round
+trip (`worker.timeline`), so the chart costs the per-item path no Redis call at all.
 """
 
 from __future__ import annotations
@@ -41,16 +41,17 @@ def bucket_of(now: float) -> int:
     return int(now) // BUCKET_SECONDS * BUCKET_SECONDS
 
 
-def add(client: redis.Redis, batch_id: str, counts: dict[str, int], now: float, ttl: int) -> None:
-    """Add one item's counts (kinds absent or 0 cost nothing) to the bucket of `now`."""
-    counted = {k: n for k, n in counts.items() if n and k in KINDS}
-    if not counted:
-        return
-    key, start = timeline_key(batch_id), bucket_of(now)
+Pending = dict[str, dict[tuple[int, str], int]]  # batch id -> (bucket start, kind) -> count
+
+
+def add(client: redis.Redis, pending: Pending, ttl: int) -> None:
+    """Add counts gathered over some buckets and batches: one pipelined round trip."""
     pipe = client.pipeline(transaction=False)
-    for kind, n in counted.items():
-        pipe.hincrby(key, f"{start}:{kind}", n)
-    pipe.expire(key, ttl)
+    for batch_id, counts in pending.items():
+        key = timeline_key(batch_id)
+        for (start, kind), n in counts.items():
+            pipe.hincrby(key, f"{start}:{kind}", n)
+        pipe.expire(key, ttl)
     pipe.execute()
 
 

@@ -129,6 +129,8 @@ def page(browser: Any, stack: Stack) -> Iterator[Any]:
     context.set_default_timeout(15_000)
     signed = context.new_page()
     signed.on("dialog", lambda dialog: dialog.accept())
+    signed.on("console", lambda message: CONSOLE_ERRORS.append(message.text)
+              if "Content Security Policy" in message.text else None)  # fmt: skip
     _sign_in(signed, TOKEN)
     signed.wait_for_url(f"{stack.url}/")
     try:
@@ -143,8 +145,13 @@ def _sign_in(page: Any, token: str) -> None:
     page.click("button[type=submit]")
 
 
+CONSOLE_ERRORS: list[str] = []  # the signed-in page's CSP violations, if any
+
+
 def _accessible(page: Any) -> None:
-    """No WCAG 2 A/AA violation that axe-core finds on the page as it stands."""
+    """No WCAG 2 A/AA violation that axe-core finds on the page as it stands, and no
+    script or style the CSP refused so far."""
+    assert CONSOLE_ERRORS == []
     from axe_playwright_python.sync_playwright import Axe
 
     results = Axe().run(page, options={"runOnly": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]})
@@ -210,7 +217,8 @@ def test_pages_need_a_session_and_forms_need_their_token(browser: Any, stack: St
             headers={"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
         )  # fmt: skip
         assert foreign.status_code == 403
-        assert "content-security-policy" in httpx.get(f"{stack.url}/ui/signin").headers
+        policy = httpx.get(f"{stack.url}/ui/signin").headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "unsafe" not in policy
     finally:
         context.close()
 

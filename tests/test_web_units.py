@@ -90,6 +90,7 @@ def test_timeline_buckets_fill_gaps_and_keep_the_last_hour() -> None:
     raw = {b"100:requests": b"10", b"110:limited": b"5", b"110:errors": b"1", b"junk": b"3"}
     assert parse(raw) == [Bucket(100, requests=10), Bucket(105), Bucket(110, limited=5, errors=1)]
     assert Bucket(100, requests=10).as_dict()["requests"] == 10 / BUCKET_SECONDS
+    assert Bucket(100, requests=10).as_dict(now=102.0)["requests"] == 5  # still filling
     many = {f"{n * BUCKET_SECONDS}:requests": "1" for n in range(MAX_BUCKETS + 10)}
     buckets = parse(many)
     assert len(buckets) == MAX_BUCKETS and buckets[0].start == 10 * BUCKET_SECONDS

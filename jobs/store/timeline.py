@@ -32,8 +32,10 @@ class Bucket:
     limited: int = 0
     errors: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        per_second = {k: round(getattr(self, k) / BUCKET_SECONDS, 2) for k in KINDS}
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
+        """Counts per second; the bucket still filling at `now` over its seconds so far."""
+        seconds = BUCKET_SECONDS if now is None else min(BUCKET_SECONDS, max(1.0, now - self.start))
+        per_second = {k: round(getattr(self, k) / seconds, 2) for k in KINDS}
         return {"start": self.start} | per_second
 
 

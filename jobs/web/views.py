@@ -71,7 +71,7 @@ def live(
         "finished_at": iso_time(status.finished_at),
         "webhook": status_dict(status)["webhook"],
         "pace": [pace_dict(p) for p in paces],
-        "timeline": [b.as_dict() for b in timeline],
+        "timeline": [b.as_dict(now) for b in timeline],
     }
 
 

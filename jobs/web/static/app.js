@@ -22,34 +22,29 @@ function setText(root, selector, text) {
 
 var COLOURS = { requests: "#0b5cad", limited: "#b35c00", errors: "#a4161a" };
 
+var SLOTS = 36;  // 3 minutes of 5-s buckets at least: a new batch's first bars stand left
+
+// Grouped bars, one group per bucket: requests/s, 429s/s and errors/s.
 function drawChart(canvas, buckets) {
   var ctx = canvas.getContext("2d");
-  var width = canvas.width, height = canvas.height, pad = 4;
+  var width = canvas.width, height = canvas.height, top = 16, bottom = 4;
   ctx.clearRect(0, 0, width, height);
+  ctx.fillStyle = "#555";
+  ctx.font = "12px sans-serif";
   if (!buckets.length) {
-    ctx.fillStyle = "#555";
-    ctx.fillText("No requests yet", 10, 20);
+    ctx.fillText("No requests yet", 8, 14);
     return;
   }
-  var top = 1;
-  buckets.forEach(function (b) { top = Math.max(top, b.requests, b.limited, b.errors); });
-  ctx.fillStyle = "#555";
-  ctx.fillText(top.toFixed(1) + "/s", 6, 12);
-  Object.keys(COLOURS).forEach(function (kind) {
-    ctx.strokeStyle = COLOURS[kind];
-    ctx.lineWidth = 2;
-    ctx.beginPath();
-    buckets.forEach(function (b, i) {
-      var x = buckets.length === 1 ? width / 2 : pad + (i * (width - 2 * pad)) / (buckets.length - 1);
-      var y = height - pad - (b[kind] / top) * (height - 2 * pad - 12);
-      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-    });
-    ctx.stroke();
-    ctx.fillStyle = COLOURS[kind];
-    buckets.forEach(function (b, i) {  // a dot per bucket: one bucket is a chart too
-      var x = buckets.length === 1 ? width / 2 : pad + (i * (width - 2 * pad)) / (buckets.length - 1);
-      var y = height - pad - (b[kind] / top) * (height - 2 * pad - 12);
-      ctx.fillRect(x - 2, y - 2, 4, 4);
+  var shown = buckets.slice(-120), slots = Math.max(SLOTS, shown.length);
+  var most = 1;
+  shown.forEach(function (b) { most = Math.max(most, b.requests, b.limited, b.errors); });
+  ctx.fillText("most " + most.toFixed(1) + "/s", 8, 12);
+  var group = width / slots, bar = Math.max(1, (group - 2) / 3);
+  shown.forEach(function (b, i) {
+    Object.keys(COLOURS).forEach(function (kind, k) {
+      var tall = (b[kind] / most) * (height - top - bottom);
+      ctx.fillStyle = COLOURS[kind];
+      ctx.fillRect(i * group + 1 + k * bar, height - bottom - tall, bar, tall);
     });
   });
 }

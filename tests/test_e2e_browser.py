@@ -314,6 +314,8 @@ def test_a_run_goes_live_to_100_percent_and_its_csv_matches_the_cli(
         timeout=5, what="the timeline's requests",
     )  # fmt: skip
 
+    page.click("nav.pager >> text=Next")  # 60 items: the second page holds the last 10
+    assert page.locator("#items tbody tr").count() == 10
     page.goto("/")
     assert batch_id in page.locator("table.batches").inner_text()
     _accessible(page)
@@ -415,3 +417,27 @@ def test_no_secret_of_a_batch_appears_in_a_page(page: Any, stack: Stack, tmp_pat
     for shown in (page.content(), page.request.get(f"/ui/batches/{batch_id}/report.json").text(),
                   page.request.get(f"/ui/batches/{batch_id}/report.csv").text()):  # fmt: skip
         assert secret not in shown
+
+
+def test_failed_items_show_the_apis_message_and_are_retried(
+    page: Any, stack: Stack, tmp_path: Path
+) -> None:
+    numbers = _numbers(stack, 3, seed=18)
+    stack.simulator.set_faults(always_404=[numbers[1]["id"]])
+    try:
+        page.goto("/ui/new")
+        page.set_input_files("#file", str(_csv(numbers, tmp_path, "one-missing.csv")))
+        page.click("form[action$='/ui/new'] button[type=submit]")
+        page.wait_for_url("**/ui/batches/**")
+        stack.wait_done(_batch_id(page))
+        page.locator("#show-failed").click()
+        failed = page.locator("#items tbody tr")
+        assert failed.count() == 1 and numbers[1]["id"] in failed.inner_text()
+        assert "not found" in failed.inner_text()  # the API's own message
+        first = _batch_id(page)
+        page.click("#action-retry")
+        page.wait_for_url("**note=retry")
+        assert _batch_id(page) != first and f"retry of {first}" in page.inner_text("main")
+        assert "of 1 ended" in page.locator("#live").inner_text()
+    finally:
+        stack.simulator.set_faults(latency_ms=0)

@@ -69,6 +69,9 @@ function show(section, data) {
   Object.keys(data.counts).forEach(function (name) {
     setText(section, '[data-count="' + name + '"]', data.counts[name]);
   });
+  section.querySelectorAll('[data-field="failed-link"]').forEach(function (node) {
+    node.hidden = !data.counts.failed;
+  });
   var bar = document.getElementById("bar");
   if (bar) { bar.value = data.percent; bar.textContent = data.percent + "%"; }
   var list = section.querySelector('[data-field="pace"]');

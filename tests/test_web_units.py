@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import redis
 
 from jobs.api.guard import route_path
 from jobs.store.interface import BatchState, BatchStatus, Counts
@@ -130,3 +131,19 @@ def test_opened_on_localhost_the_pages_need_no_sign_in_but_forms_their_token() -
     assert post.status_code == 403
     (closed,) = _answers("a-token", ("GET", "/ui/new", {}))
     assert closed.status_code == 303
+
+
+def test_fields_of_newer_stores_show_whether_or_not_the_status_has_them(
+    redis_client: redis.Redis,
+) -> None:
+    from jobs.store.redis_store import RedisReportStore, batch_key
+    from jobs.web.pages import _with_newer_fields
+
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    redis_client.hset(batch_key("b"), mapping={"priority": "high", "canary": "5"})
+    assert _with_newer_fields(store, {"batch_id": "b"}) == {
+        "batch_id": "b", "priority": "high", "canary": 5
+    }  # fmt: skip
+    newer = {"batch_id": "b", "priority": "low", "paused_reason": None, "paused_by": None,
+             "canary": 0}  # fmt: skip
+    assert _with_newer_fields(store, newer) == newer

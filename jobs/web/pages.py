@@ -85,7 +85,7 @@ def batch(
     items, next_offset = _items(store, found, status, offset)
     now = live(found, time.time(), read_paces(store.client), read_timeline(store.client, batch_id))
     context = {
-        "batch": status_dict(found) | _extra_fields(store, batch_id),
+        "batch": _with_newer_fields(store, status_dict(found)),
         "live": now,
         "items": [_item_view(r) for r in items],
         "filter": status.value if status else None,
@@ -108,12 +108,23 @@ NOTES = {
 }
 
 
-def _extra_fields(store: RedisReportStore, batch_id: str) -> dict[str, Any]:
-    """Fields newer stores keep (priority, paused_reason, canary), when this one has them:
-    read raw so the page shows them whether or not this release's status knows them."""
-    raw = store.client.hmget(batch_key(batch_id), "priority", "paused_reason", "canary")
-    names = ("priority", "paused_reason", "canary")
-    return {n: v.decode() for n, v in zip(names, raw, strict=True) if isinstance(v, bytes)}
+NEWER_FIELDS = ("priority", "paused_reason", "paused_by", "canary")
+
+
+def _with_newer_fields(store: RedisReportStore, shown: dict[str, Any]) -> dict[str, Any]:
+    """The status, with the fields newer stores keep (priority, why it paused itself, the
+    canary) read raw from the batch hash when this release's status does not carry them,
+    so the page shows them either way; a status that has them wins."""
+    missing = [n for n in NEWER_FIELDS if n not in shown]
+    if not missing:
+        return shown
+    raw = store.client.hmget(batch_key(shown["batch_id"]), missing)
+    found: dict[str, Any] = {
+        n: v.decode() for n, v in zip(missing, raw, strict=True) if isinstance(v, bytes)
+    }
+    if "canary" in found:
+        found["canary"] = int(found["canary"]) if found["canary"].isdigit() else 0
+    return shown | found
 
 
 def _items(

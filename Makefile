@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ROUNDS ?= 3
 
-.PHONY: demo test lint types unit venv bench compat fuzz soak restarts wheel-check clean
+.PHONY: demo test lint types unit venv bench compat fuzz soak restarts wheel-check clean screenshots bench-dashboard
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,14 @@ unit: $(STAMP)
 
 test: lint types unit
 
+# The README's screenshots of the pages (docs/screenshots/), taken by the browser tests.
+screenshots: $(STAMP)
+	PHONEBATCH_SCREENSHOTS=1 $(BIN)/pytest -q tests/test_e2e_browser.py
+
+# The pages over 1,000 to 100,000-item batches: page times, the API's memory (a minute).
+bench-dashboard: $(STAMP)
+	$(BIN)/python -m bench.dashboard
+
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.api_pace --rounds $(BENCH_ROUNDS)
 	$(BIN)/python -m bench.rate_limit
@@ -47,6 +55,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.transport --rounds $(BENCH_ROUNDS)
 	$(BIN)/python -m bench.enqueue
 	$(BIN)/python -m bench.reports
+	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.hostile
 
 # A 100,000-number batch while a worker process is SIGKILLed every 30 s and Redis restarts

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from config import Settings
+from worker import timeline
 from worker.errors import DeliveryError, RateLimited, is_retryable
 from worker.limiter import Limiter, Slot, Throttled
 from worker.metrics import LIMITER_WAIT_SECONDS, RATE_LIMITED, RETRIES
@@ -215,11 +216,23 @@ class _OneCall(Generic[T]):
                 if self.gate is not None:
                     self.gate()
                 self.tracker.total += 1
-                return self.call()
+                return self._counted()
         except Throttled as exc:
             raise Deferred(exc.delay, self.tracker) from exc
         except Stopped as exc:
             exc.attempts = self.tracker
+            raise
+
+    def _counted(self) -> T:
+        """The call, counted for its batch's timeline: a request, and a 429 or an error."""
+        timeline.count("requests")
+        try:
+            return self.call()
+        except RateLimited:
+            timeline.count("limited")
+            raise
+        except DeliveryError:
+            timeline.count("errors")
             raise
 
     def after(self, state: RetryCallState) -> None:

@@ -40,10 +40,12 @@ from worker.retry import Attempts, Deferred
 from worker.runtime import Runtime, get_runtime, resilient_redis
 from worker.selector import build_selection
 from worker.sweeps import recovery_pumps
+from worker.timeline import UNWRITTEN, tallied, timeline_pump
 from worker.webhook_pump import webhook_pump
 
 log = get_task_logger(__name__)
 _pumps: list[Pump] = []
+_stores: list[RedisReportStore] = []  # the pumps' store
 
 
 def _settings() -> Settings:
@@ -71,6 +73,8 @@ def _start_pumps(**_: Any) -> None:
     client = resilient_redis(settings)
     store = RedisReportStore(client, retention_seconds=settings.retention_seconds)
     pumps = [*recovery_pumps(settings, store), deferral_pump(Deferrals(client, settings.queue))]
+    pumps.append(timeline_pump(store))
+    _stores.append(store)
     if settings.webhook_secret:
         secret = settings.webhook_secret.get_secret_value()
         pumps.append(webhook_pump(store, secret, destinations(settings)))
@@ -91,6 +95,8 @@ def _stop_pumps(**_: Any) -> None:
     for pump in _pumps:
         if pump.name != HEARTBEAT:  # beats until the process ends: its tasks are running
             pump.stop()
+    for store in _stores:  # the timeline's last second, written before the process ends
+        UNWRITTEN.write(store)
 
 
 @app.task(name=UPDATE_TASK, ignore_result=True, acks_late=True, bind=True)
@@ -109,7 +115,7 @@ def update_phone_number(
         batch_id, index, row, number_id, body, Attempts.from_dict(attempts), Read.from_json(read)
     )
     try:
-        with about_item(batch_id, row, number_id):
+        with about_item(batch_id, row, number_id), tallied(batch_id):
             _deliver(runtime, item, str(self.request.id))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Redis stayed away past the client's retries: the item must stay queued. Give

@@ -7,6 +7,8 @@ routes live on routers by what they do: `submissions`, `batches`, `control`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -25,12 +27,23 @@ from jobs.store.redis_store import RedisReportStore
 OVERLAP_LISTED = 1000  # held numbers a refusal lists (its detail gives the count)
 
 
-def create_api(settings: Settings, store: RedisReportStore, *, token: str | None) -> FastAPI:
-    """The API over `store`; `token` None only when opened on localhost on purpose."""
+def create_api(
+    settings: Settings,
+    store: RedisReportStore,
+    *,
+    token: str | None,
+    pages: Callable[[str], bool] | None = None,
+    uploads: frozenset[tuple[str, str]] = frozenset(),
+    docs_url: str | None = "/docs",
+) -> FastAPI:
+    """The API over `store`; `token` None only when opened on localhost on purpose.
+    `pages` says which paths are browser pages (they check their own session, see
+    `jobs.web`) and `uploads` which of their routes take a batch file."""
     api = FastAPI(
         title="phonebatch",
         version="0.1.0",
         description="Bulk updates of Vapi phone numbers: post a batch, follow it, read its report.",
+        docs_url=docs_url,
     )
     api.state.settings, api.state.store, api.state.token = settings, store, token
     registry = CollectorRegistry()
@@ -49,7 +62,8 @@ def create_api(settings: Settings, store: RedisReportStore, *, token: str | None
     )  # fmt: skip
     for router in (submissions.router, batches.router, control.router):
         api.include_router(router)
-    api.add_middleware(Guard, token=token)  # before any route reads a byte of the body
+    # before any route reads a byte of the body
+    api.add_middleware(Guard, token=token, pages=pages, uploads=uploads)
     return api
 
 

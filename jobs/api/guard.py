@@ -30,19 +30,31 @@ class Guard:
     """Refuses a request without the token (401) or with too large a body (413) before
     the app reads a byte of it; `token` None lets every request in (opened on localhost)."""
 
-    def __init__(self, app: App, token: str | None) -> None:
+    def __init__(
+        self,
+        app: App,
+        token: str | None,
+        *,
+        pages: Callable[[str], bool] | None = None,
+        uploads: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         self.app = app
         self.token = token
+        # The browser pages check their own session cookie (never the bearer token, and
+        # this guard never the cookie); their uploads are bounded as they stream.
+        self.pages = pages or (lambda _: False)
+        self.uploads = uploads | {UPLOAD}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
-        if scope["path"] not in OPEN_PATHS and not self._authorized(headers):
+        path = route_path(scope)
+        if path not in OPEN_PATHS and not self.pages(path) and not self._authorized(headers):
             await _answer(send, 401, "a valid bearer token is required", bearer=True)
             return
-        if (scope["method"], scope["path"]) == UPLOAD:
+        if (scope["method"], path) in self.uploads:
             await self.app(scope, receive, send)
             return
         declared = headers.get("content-length", b"")
@@ -57,6 +69,16 @@ class Guard:
 
     def _authorized(self, headers: dict[str, bytes]) -> bool:
         return bearer_ok(headers.get("authorization", b""), self.token)
+
+
+def route_path(scope: Scope) -> str:
+    """The path without the prefix a reverse proxy serves us under (`--root-path`): the
+    server puts that prefix in front of every path, and the routes do not know it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and (path == root or path.startswith(root.rstrip("/") + "/")):
+        return path[len(root.rstrip("/")) :] or "/"
+    return path
 
 
 def bearer_ok(authorization: bytes, token: str | None) -> bool:

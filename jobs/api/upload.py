@@ -7,7 +7,7 @@ import io
 from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from jobs.api.deps import ApiError
 from jobs.batch.intake import Intake, parse_assignments, read_batch
@@ -29,6 +29,19 @@ async def read_body(request: Request, limit: int) -> tuple[bytes, str | None]:
 
     The body is counted as it arrives, whatever the headers say, and a multipart upload is
     parsed only from those bounded bytes."""
+    data = await read_bounded(request, limit)
+    if _kind(request) != "multipart/form-data":
+        return data, None
+    form = await parse_form(request, data, limit)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ApiError(422, 'a multipart upload needs its batch file in a "file" field')
+    return await upload.read(), upload.filename
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The request's body, counted as it arrives whatever the headers say; 413 past
+    `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
@@ -38,20 +51,18 @@ async def read_body(request: Request, limit: int) -> tuple[bytes, str | None]:
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-    data = b"".join(chunks)
-    if _kind(request) != "multipart/form-data":
-        return data, None
+    return b"".join(chunks)
+
+
+async def parse_form(request: Request, data: bytes, limit: int) -> FormData:
+    """A multipart form parsed from bytes already read (and bounded): one file at most."""
 
     async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": data, "more_body": False}
 
-    form = await Request(request.scope, receive=replay).form(
+    return await Request(request.scope, receive=replay).form(
         max_files=1, max_fields=20, max_part_size=limit
     )
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise ApiError(422, 'a multipart upload needs its batch file in a "file" field')
-    return await upload.read(), upload.filename
 
 
 def _kind(request: Request) -> str:

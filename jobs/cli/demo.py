@@ -1,9 +1,14 @@
 """`phonebatch demo`: the whole pipeline on this machine, then everything stopped again.
 
-Starts the simulator and a worker (and a private redis-server when none answers at
-REDIS_URL), writes a sample CSV moving every number to a new assistant, submits it,
-shows progress and the summary. Its tasks go to a queue of its own, so workers of a
-real deployment sharing the same Redis never see them.
+Starts the simulator, a worker and `phonebatch api` with its pages (and a private
+redis-server when none answers at REDIS_URL), writes a sample CSV moving every number to
+a new assistant, submits it, shows progress and the summary. Its tasks go to a queue of
+its own, so workers of a real deployment sharing the same Redis never see them.
+
+The pages' URL is the first thing it prints. In a terminal it also prints a token to sign
+in with (made up for this run, never written anywhere else), waits for Enter before the
+batch starts (time to open the page) and keeps everything up after the batch ends until
+Enter or Ctrl-C; without a terminal (CI, scripts) it runs straight through and ends.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import csv
 import secrets
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -27,6 +34,7 @@ from jobs.cli.services import (
     ServiceError,
     free_port,
     redis_answers,
+    start_api,
     start_redis_server,
     start_simulator,
     start_worker,
@@ -48,40 +56,90 @@ def write_sample_csv(numbers: list[dict[str, object]], path: Path) -> None:
             writer.writerow([number["id"], number["provider"], NEW_ASSISTANT, f"After hours {i}"])
 
 
-def run_demo(settings: Settings, *, numbers: int, out: Console, err: Console) -> int:
-    """Start Redis (unless one answers), the simulator and a worker, run a batch through
-    them, and stop everything it started; 0 when every number moved."""
+def run_demo(
+    settings: Settings,
+    *,
+    numbers: int,
+    out: Console,
+    err: Console,
+    interactive: bool | None = None,
+    wait: Callable[[], object] = input,
+) -> int:
+    """Start Redis (unless one answers), the simulator, a worker and the API, run a batch
+    through them, and stop everything it started; 0 when every number moved.
+    `interactive` (default: stdin and stderr are a terminal) waits on `wait` before the
+    batch and after it."""
+    if interactive is None:
+        interactive = sys.stdin.isatty() and err.is_terminal
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="phonebatch-demo-") as tmp:
         workdir = Path(tmp)
         processes: list[subprocess.Popen[bytes]] = []
         stack.callback(_stop_all, processes)
+        api_port, token = free_port(), secrets.token_urlsafe(18)
+        err.print(f"Follow it in your browser: http://127.0.0.1:{api_port}/")
+        if interactive:  # a secret on the screen of the one who ran it, never in a log
+            err.print(f"Sign in with this token: {token}")
         try:
-            redis_url = _redis(settings, workdir, processes, err)
+            redis_url, sim, queue = _start(settings, workdir, processes, numbers, err)
+            api_env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
+            api_env["PHONEBATCH_API_TOKEN"] = token
+            processes.append(start_api(api_port, env=api_env, log=workdir / "api.log"))
         except ServiceError as exc:
             err.print(f"phonebatch demo: {exc}")
             return 1
-        sim_port, api_key = free_port(), secrets.token_hex(8)
-        err.print(f"• simulator on 127.0.0.1:{sim_port} with {numbers} numbers")
-        processes.append(
-            start_simulator(
-                sim_port, numbers=numbers, seed=7, api_key=api_key, log=workdir / "sim.log"
-            )
-        )
-        queue = f"phonebatch-demo-{secrets.token_hex(4)}"
-        env = {
-            "REDIS_URL": redis_url,
-            "VAPI_BASE_URL": f"http://127.0.0.1:{sim_port}",
-            "VAPI_API_KEY": api_key,
-            "PHONEBATCH_QUEUE": queue,
-            "PHONEBATCH_RATE_LIMIT": "50",  # the simulator takes it; the real API may not
-        }
-        err.print("• a worker (threads pool, concurrency 8)")
-        processes.append(start_worker(env=env, concurrency=8, log=workdir / "worker.log"))
+        err.print(f"• the API and its pages on http://127.0.0.1:{api_port}/")
 
         store = RedisReportStore.from_url(
             redis_url, retention_seconds=3600, sentinel_master=settings.sentinel_master
         )
-        return _run_batch(f"http://127.0.0.1:{sim_port}", store, queue, workdir, numbers, out, err)
+        if interactive and not _pause(
+            err, wait, "Open the page and sign in, then press Enter to start the batch."
+        ):
+            out.print("Stopped before the batch; everything the demo started is being stopped.")
+            return 1
+        code = _run_batch(sim, store, queue, workdir, numbers, out, err)
+        if interactive:
+            _pause(err, wait, "The pages stay up: press Enter or Ctrl-C to stop everything.")
+        out.print("Everything the demo started is being stopped.")
+        return code
+
+
+def _start(
+    settings: Settings,
+    workdir: Path,
+    processes: list[subprocess.Popen[bytes]],
+    numbers: int,
+    err: Console,
+) -> tuple[str, str, str]:
+    """Redis (unless one answers), the simulator and a worker: Redis's URL, the
+    simulator's, and the demo's own queue."""
+    redis_url = _redis(settings, workdir, processes, err)
+    sim_port, api_key = free_port(), secrets.token_hex(8)
+    err.print(f"• simulator on 127.0.0.1:{sim_port} with {numbers} numbers")
+    processes.append(
+        start_simulator(sim_port, numbers=numbers, seed=7, api_key=api_key, log=workdir / "sim.log")
+    )
+    queue = f"phonebatch-demo-{secrets.token_hex(4)}"
+    env = {
+        "REDIS_URL": redis_url,
+        "VAPI_BASE_URL": f"http://127.0.0.1:{sim_port}",
+        "VAPI_API_KEY": api_key,
+        "PHONEBATCH_QUEUE": queue,
+        "PHONEBATCH_RATE_LIMIT": "50",  # the simulator takes it; the real API may not
+    }
+    err.print("• a worker (threads pool, concurrency 8)")
+    processes.append(start_worker(env=env, concurrency=8, log=workdir / "worker.log"))
+    return redis_url, f"http://127.0.0.1:{sim_port}", queue
+
+
+def _pause(err: Console, wait: Callable[[], object], message: str) -> bool:
+    """Wait for Enter: True, or for Ctrl-C (or a closed stdin): False."""
+    err.print(message)
+    try:
+        wait()
+    except (KeyboardInterrupt, EOFError):
+        return False
+    return True
 
 
 def _run_batch(
@@ -112,7 +170,6 @@ def _run_batch(
     moved = sum(1 for n in now if n.get("assistantId") == NEW_ASSISTANT)
     out.print(f"Batch {batch_id} {final.state.value}: {summary_line(final)}")
     out.print(f"The simulator now has {moved} of {numbers} numbers on {NEW_ASSISTANT}.")
-    out.print("Everything the demo started is being stopped.")
     return 0 if final.counts.succeeded == numbers else 1
 
 

@@ -73,11 +73,15 @@ def api(
             help="Run without PHONEBATCH_API_TOKEN: anyone on this machine may use it.",
         ),
     ] = False,
+    root_path: Annotated[
+        str,
+        typer.Option(help="The path prefix a reverse proxy serves us under, e.g. /phonebatch."),
+    ] = "",
 ) -> None:
-    """Serve the HTTP API (docs at /docs)."""
+    """Serve the HTTP API (docs at /docs) and the browser pages (at /)."""
     import uvicorn
 
-    from jobs.api.app import create_api
+    from jobs.web.app import create_app
 
     s = settings()
     token = s.api_token.get_secret_value() if s.api_token else None
@@ -93,8 +97,12 @@ def api(
                 "--open-on-localhost only binds 127.0.0.1, ::1 or localhost", EXIT_INVALID
             )
     store = open_store()
-    err.print(f"phonebatch API on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(create_api(s, store, token=token), host=host, port=port, log_level="warning")
+    err.print(f"phonebatch on http://{host}:{port}{root_path}/ (API docs at /docs)")
+    uvicorn.run(
+        create_app(s, store, token=token), host=host, port=port, log_level="warning",
+        root_path=root_path.rstrip("/"),
+        timeout_graceful_shutdown=5,  # a page left open holds a live stream: stop anyway
+    )  # fmt: skip
 
 
 @app.command()

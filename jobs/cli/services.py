@@ -136,6 +136,19 @@ def start_worker(
     return start(argv, env=env, log=log)
 
 
+def start_api(
+    port: int, *, env: Mapping[str, str], log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`phonebatch api` (the JSON API and the pages) on 127.0.0.1:`port`, once it answers."""
+    argv = [sys.executable, "-m", "jobs.cli", "api", "--port", str(port)]
+    process = start(argv, env=env, log=log)
+    url = f"http://127.0.0.1:{port}/healthz"
+    wait_until(lambda: _http_ok(url) or process.poll() is not None, timeout=20, what="the API")
+    if process.poll() is not None:
+        raise ServiceError(f"the API exited at start (code {process.returncode})")
+    return process
+
+
 def _http_ok(url: str) -> bool:
     try:
         return httpx.get(url, timeout=0.5).status_code == 200

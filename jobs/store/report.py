@@ -84,13 +84,18 @@ def iso_time(stamp: float | None) -> str | None:
     return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def write_json(status: BatchStatus, items: Iterable[ItemRecord], out: TextIO) -> None:
+def json_chunks(status: BatchStatus, items: Iterable[ItemRecord]) -> Iterator[str]:
     """The report JSON, item by item: memory holds one item at a time."""
     head = json.dumps(status_dict(status))
-    out.write(head[:-1] + ', "items": [')
+    yield head[:-1] + ', "items": ['
     for n, record in enumerate(items):
-        out.write(("\n  " if n == 0 else ",\n  ") + json.dumps(item_dict(record)))
-    out.write("\n]}\n")
+        yield ("\n  " if n == 0 else ",\n  ") + json.dumps(item_dict(record))
+    yield "\n]}\n"
+
+
+def write_json(status: BatchStatus, items: Iterable[ItemRecord], out: TextIO) -> None:
+    for chunk in json_chunks(status, items):
+        out.write(chunk)
 
 
 def neutralize(cell: Any) -> Any:

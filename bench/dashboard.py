@@ -24,7 +24,8 @@ import redis
 from bench.stack import local_stack
 from jobs.cli.services import free_port, start_api, stop
 from jobs.store.interface import ItemSeed, NewBatch
-from jobs.store.redis_store import RedisReportStore, batch_key, items_key
+from jobs.store.keys import batch_key, items_key
+from jobs.store.redis_store import RedisReportStore
 
 SIZES = (1_000, 10_000, 100_000)
 TOKEN = "bench-dashboard-token"  # noqa: S105 - the bench's own private API's token

@@ -136,7 +136,8 @@ def test_opened_on_localhost_the_pages_need_no_sign_in_but_forms_their_token() -
 def test_fields_of_newer_stores_show_whether_or_not_the_status_has_them(
     redis_client: redis.Redis,
 ) -> None:
-    from jobs.store.redis_store import RedisReportStore, batch_key
+    from jobs.store.keys import batch_key
+    from jobs.store.redis_store import RedisReportStore
     from jobs.web.pages import _with_newer_fields
 
     store = RedisReportStore(redis_client, retention_seconds=60)

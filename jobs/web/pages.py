@@ -9,8 +9,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from jobs.store.interface import BatchStatus, ItemRecord, ItemStatus
+from jobs.store.keys import batch_key
 from jobs.store.pace import read_paces
-from jobs.store.redis_store import RedisReportStore, batch_key
+from jobs.store.redis_store import RedisReportStore
 from jobs.store.report import item_dict, status_dict
 from jobs.store.timeline import read as read_timeline
 from jobs.web.auth import SignedIn

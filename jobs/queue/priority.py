@@ -13,6 +13,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+import redis
+
 
 class Priority(StrEnum):
     """How urgent a batch is: its tasks are taken before those of lower priorities."""
@@ -25,6 +27,13 @@ class Priority(StrEnum):
     def level(self) -> int:
         """The kombu priority its task messages carry (lower is taken first)."""
         return LEVELS[self]
+
+    @classmethod
+    def of_level(cls, level: int) -> Priority:
+        """The priority whose key a message of kombu priority `level` waits on (kombu's
+        last step, 9, which none of ours uses, counts as low)."""
+        step = step_of(level)
+        return cls.HIGH if step == 0 else cls.NORMAL if step == 3 else cls.LOW
 
 
 LEVELS = {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.LOW: 6}
@@ -57,3 +66,11 @@ def level_of(message: dict[str, Any]) -> int:
         return max(0, min(9, int(value))) if value is not None else 0
     except (TypeError, ValueError):
         return 0
+
+
+def queue_length(client: redis.Redis, queue: str) -> int:
+    """How many messages wait on `queue`, every priority's key together."""
+    with client.pipeline(transaction=False) as pipe:
+        for key in queue_keys(queue):
+            pipe.llen(key)
+        return sum(int(n) for n in pipe.execute())

@@ -16,7 +16,7 @@ from kombu.transport import redis as kombu_redis
 
 from jobs.operations.reaping import reap
 from jobs.queue.liveness import HEARTBEATS_KEY, OWNERS_KEY
-from jobs.queue.priority import Priority, queue_key
+from jobs.queue.priority import TURNS, Priority, queue_key, take_order
 from jobs.store.interface import ItemSeed, ItemStatus, NewBatch, Outcome, Receipt
 from jobs.store.memory_store import MemoryReportStore
 from jobs.store.redis_store import RedisReportStore
@@ -317,6 +317,47 @@ def test_an_idle_channel_waits_on_normals_key(
         queue.get(timeout=0.3)
     normal = queue_key("broker-test", NORMAL)
     assert ("BLMOVE", normal, normal, "LEFT", "LEFT") in [a[:5] for a in sent]
+
+
+def _taken(waiting: set[int], turns: int) -> list[int]:
+    """The step each of `turns` pops takes while every step of `waiting` holds messages."""
+    return [next(s for s in take_order(turn) if s in waiting) for turn in range(turns)]
+
+
+@pytest.mark.parametrize(
+    ("waiting", "shares"),
+    [
+        ({0, 3, 6}, {0: 8, 3: 1, 6: 1}),  # high 8 of 10, normal and low one each
+        ({0, 3}, {0: 8, 3: 2}),
+        ({0, 6}, {0: 8, 6: 2}),
+        ({3, 6}, {3: 9, 6: 1}),  # low is never starved by normal either
+        ({6}, {6: 10}),
+    ],
+)
+def test_every_priority_gets_its_share_of_the_pops(
+    waiting: set[int], shares: dict[int, int]
+) -> None:
+    taken = _taken(waiting, 10 * TURNS)
+    assert {step: taken.count(step) for step in waiting} == {
+        step: share * 10 for step, share in shares.items()
+    }
+    # The shares hold over any 10 turns in a row, not only on average.
+    for start in range(len(taken) - TURNS):
+        window = taken[start : start + TURNS]
+        assert all(window.count(step) == share for step, share in shares.items())
+
+
+def test_the_channel_takes_in_the_weighted_order(queue: Any, redis_client: redis.Redis) -> None:
+    for n in range(20):  # more of each than 20 pops take
+        for level in (6, 3, 0):  # low first: the order is the channel's, not the arrival's
+            queue.put({"n": n, "level": level}, headers={"id": f"p{level}-{n}"}, priority=level)
+    levels = []
+    for _ in range(20):
+        message = queue.get(timeout=5)
+        levels.append(message.payload["level"])
+        message.ack()
+    assert levels == _taken({0, 3, 6}, 20)
+    assert levels[:10] == [0, 0, 0, 0, 3, 0, 0, 0, 0, 6]
 
 
 def test_on_a_redis_without_blmove_kombus_own_commands_take_the_message(

@@ -4,8 +4,13 @@ Priorities ride on kombu's own Redis priority support: a message's `properties.p
 (0-9) picks one of the queue's keys, `queue` itself for 0 and `queue<SEP><step>` for the
 other steps of kombu's `priority_steps` (0, 3, 6, 9), and kombu's consumer polls the keys
 lowest number first. So high is 0, normal 3, low 6: kombu's own transport (the fallback)
-serves them in that order, and kombu's own restore of a message (visibility timeout, a
-requeue) puts it back on its priority's key, read from the message.
+serves them in that order, strictly (low waits while anything else does), and kombu's own
+restore of a message (visibility timeout, a requeue) puts it back on its priority's key,
+read from the message.
+
+Our transport (`worker.broker`) takes in a weighted order instead (`take_order`): of every
+`TURNS` messages a worker process takes while several priorities wait, at most 8 are
+high, and low gets at least one whatever else waits, so no priority starves.
 """
 
 from __future__ import annotations
@@ -74,3 +79,18 @@ def queue_length(client: redis.Redis, queue: str) -> int:
         for key in queue_keys(queue):
             pipe.llen(key)
         return sum(int(n) for n in pipe.execute())
+
+
+# The order a worker process looks at the steps for its next message, by turn: 8 turns of
+# 10 strictly (high, normal, low), the 5th normal first, the 10th low first. An empty
+# step's turn goes to the next lower step (wrapping to high last), so while high waits,
+# normal and low share 2 turns of 10 (one each when both wait); while only normal and low
+# wait, low gets 1 of 10. Steps 0/3/6/9: high, normal, low, and kombu's 9 (unused here).
+TURNS = 10
+_STRICT = (0, 3, 6, 9)
+_ORDERS = (_STRICT,) * 4 + ((3, 6, 9, 0),) + (_STRICT,) * 4 + ((6, 9, 3, 0),)
+
+
+def take_order(turn: int) -> tuple[int, ...]:
+    """The steps to look at, in order, for a process's `turn`-th message (0, 1, 2 ...)."""
+    return _ORDERS[turn % TURNS]

@@ -57,6 +57,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.reports
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.priority
 
 # A 100,000-number batch while a worker process is SIGKILLed every 30 s and Redis restarts
 # once: counts, worker memory over time, Redis memory per item (about 5 minutes).

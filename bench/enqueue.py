@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from bench.stack import local_stack
+from jobs.queue.priority import queue_keys, queue_length
 
 ROWS = 100_000
 PROVIDERS = ("byo-phone-number", "twilio", "vonage", "vapi", "telnyx")
@@ -61,11 +62,11 @@ def main() -> None:
         # and queues that one task; --no-read queues one task per number, as the bare
         # reference does.
         for label, extra in (("submit", []), ("submit --no-read", ["--no-read"])):
-            stack.client.delete("bench-enqueue")
+            stack.client.delete(*queue_keys("bench-enqueue"))
             ours_time, ours_peak = measured(
                 [sys.executable, "-m", "jobs.cli", "submit", str(path), "--json", *extra], env
             )
-            queued = stack.client.llen("bench-enqueue")
+            queued = queue_length(stack.client, "bench-enqueue")
             print(
                 f"  phonebatch {label:<24} : {ours_time:5.2f} s, peak {ours_peak:5.1f} MB, "
                 f"{queued:,} task(s) queued"

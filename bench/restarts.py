@@ -40,6 +40,7 @@ from bench.stack import API_KEY, Stack
 from jobs.batch.reads import unread_key
 from jobs.cli.services import free_port, start_redis_server, start_simulator, stop
 from jobs.queue.keys import UNACKED_KEY, deferred_key
+from jobs.queue.priority import queue_length
 from jobs.store.interface import BatchStatus, ItemStatus, iter_items
 from jobs.store.redis_store import RedisReportStore
 
@@ -146,7 +147,7 @@ def _check(
         outcome.report = Counter(r.status.value for r in iter_items(store, batch_id, total))
     client = stack.client
     outcome.tasks = {
-        "queued": int(client.llen(queue)),
+        "queued": queue_length(client, queue),
         "handed back": int(client.zcard(deferred_key(queue))),
         "unacked": int(client.hlen(UNACKED_KEY)),
         "not listed yet": int(client.hlen(unread_key(batch_id))),

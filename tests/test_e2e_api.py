@@ -25,6 +25,7 @@ from jobs.batch.intake import read_batch
 from jobs.batch.sources import Format
 from jobs.cli.services import free_port, start, stop, wait_until
 from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.queue.priority import Priority, queue_key
 from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
@@ -270,7 +271,10 @@ def test_pause_and_continue_through_the_api(
     assert again.status_code == 200 and again.json()["state"] == "paused"
     shown = httpx.get(f"{url}/batches/{batch_id}", headers=AUTH).json()
     assert shown["state"] == "paused" and shown["stalled"] is False
-    while redis_client.lmove("q-aside", queue, "RIGHT", "LEFT"):
+    normal = Priority.NORMAL.level  # the batch's tasks wait on normal's key
+    while redis_client.lmove(
+        queue_key("q-aside", normal), queue_key(queue, normal), "RIGHT", "LEFT"
+    ):
         pass  # now the workers take them, and park them
     deadline = time.monotonic() + 20
     while len(store.parked(batch_id)) < 20:

@@ -14,6 +14,7 @@ from jobs.cli.services import free_port, start_redis_server, start_worker, stop
 from jobs.operations.producer import BatchOptions
 from jobs.operations.recovery import census
 from jobs.queue.keys import UNACKED_INDEX_KEY, UNACKED_KEY
+from jobs.queue.priority import Priority, queue_key
 from jobs.store.interface import BatchState, ItemStatus, iter_items
 from jobs.store.keys import batch_key
 from jobs.store.redis_store import RedisReportStore
@@ -164,13 +165,14 @@ def test_status_says_stalled_and_resume_reenqueues_exactly_the_missing(
     tmp_path: Path,
 ) -> None:
     store, batch_id, queue = lost_batch
+    normal = queue_key(queue, Priority.NORMAL.level)  # where the batch's tasks wait
     simulator.reset(generate_numbers(50, seed=45))
     # Lose 20 of the 50 tasks (as a Redis without persistence would on a restart), and
     # strand 5 more in `unacked` as a killed worker leaves them.
     for _ in range(20):
-        redis_client.lpop(queue)
+        redis_client.lpop(normal)
     for n in range(5):
-        message = redis_client.rpop(queue)
+        message = redis_client.rpop(normal)
         assert message is not None
         envelope = json.loads(message)
         tag = f"dead-worker-{n}"
@@ -184,7 +186,7 @@ def test_status_says_stalled_and_resume_reenqueues_exactly_the_missing(
     before = json.loads(run_cli("status", batch_id, "--json", env=env).stdout)
     assert before["stalled"] is False  # 25 tasks are still queued: not stalled yet
     for _ in range(25):
-        redis_client.rpop(queue)  # now none is left but the stranded five
+        redis_client.rpop(normal)  # now none is left but the stranded five
     stalled = run_cli("status", batch_id, env=env)
     assert "stalled" in stalled.stdout and f"phonebatch resume {batch_id}" in stalled.stdout
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from jobs.queue.priority import queue_length
 from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import API_KEY, QUEUE
@@ -214,7 +215,7 @@ def test_bad_rows_are_all_named_and_nothing_is_sent(
         ), f"row {row} not reported as expected:\n{result.stderr}"
     assert "7 of 8 rows are invalid" in result.stderr
     assert simulator.requests() == []
-    assert redis_client.llen(QUEUE) == 0
+    assert queue_length(redis_client, QUEUE) == 0
     assert RedisReportStore(redis_client, retention_seconds=60).list_batches() == []
 
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from jobs.operations.recovery import is_stalled
+from jobs.queue.priority import Priority, queue_key
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, run_cli, submit_rows, wait_for_batch
@@ -152,7 +153,8 @@ def test_a_lost_listing_task_is_stalled_and_resume_lists_again(
     queue = "q-lost-reader"
     rows = [f"{n['id']},{n['provider']},asst_r" for n in numbers]
     store, batch_id = submit_rows(redis_client, queue, "id,provider,assistantId", rows)
-    assert redis_client.rpop(queue) is not None  # the listing task, lost with Redis's data
+    # The listing task (at normal's key), lost with Redis's data.
+    assert redis_client.rpop(queue_key(queue, Priority.NORMAL.level)) is not None
     env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": queue}
     status = store.status(batch_id)
     assert status is not None

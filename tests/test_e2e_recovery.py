@@ -10,6 +10,7 @@ import time
 import pytest
 import redis
 
+from jobs.queue.priority import queue_keys, queue_length
 from jobs.store.interface import BatchState, ItemStatus, iter_items
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
@@ -68,8 +69,8 @@ def test_a_batch_whose_queued_tasks_were_lost_resumes_by_itself(
     store, batch_id = submit_rows(redis_client, queue, HEADER, csv_rows(numbers, "asst_lost"))
     wait_for_progress(store, batch_id, 30)
 
-    lost = redis_client.llen(queue)
-    redis_client.delete(queue)  # every queued task gone; the batch's records stay
+    lost = queue_length(redis_client, queue)
+    redis_client.delete(*queue_keys(queue))  # every queued task gone; the batch's records stay
 
     final = wait_for_batch(store, batch_id, workers, timeout=90)
 

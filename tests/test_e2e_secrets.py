@@ -14,6 +14,7 @@ from jobs.batch.intake import read_batch
 from jobs.batch.sources import Format
 from jobs.operations.producer import submit_batch
 from jobs.queue.keys import UNACKED_KEY, deferred_key
+from jobs.queue.priority import queue_length
 from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
@@ -69,7 +70,7 @@ def test_no_secret_is_kept_anywhere_after_a_cancel(
     # The workers take what is left on the queue, find it cancelled, and acknowledge it.
     deadline = time.monotonic() + 30
     while (
-        redis_client.llen(queue)
+        queue_length(redis_client, queue)
         or redis_client.hlen(UNACKED_KEY)
         or redis_client.zcard(deferred_key(queue))
     ):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from jobs.queue.priority import queue_length
 from tests.helpers import run_cli
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +64,7 @@ def test_a_submitter_killed_mid_write_leaves_nothing_that_is_sent(
     keys = list(redis_client.scan_iter(f"phonebatch:{{{batch_id}}}:*"))
     assert keys and all(0 < redis_client.ttl(k) <= 3600 for k in keys)  # it goes by itself
     assert redis_client.zcard("phonebatch:batches") == 0  # nobody lists it
-    assert redis_client.llen(QUEUE) == 0  # no task could send anything
+    assert queue_length(redis_client, QUEUE) == 0  # no task could send anything
     env = {"REDIS_URL": redis_url, "PHONEBATCH_QUEUE": QUEUE}
     assert run_cli("status", batch_id, env=env).returncode == 2  # nobody sees it
     assert run_cli("resume", batch_id, env=env).returncode == 2

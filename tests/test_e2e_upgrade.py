@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 
+from jobs.queue.priority import queue_length
 from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
 from tests.conftest import StartWorkers
@@ -60,4 +61,4 @@ def test_batches_queued_by_the_previous_release_finish_after_the_upgrade(
     assert sum(1 for _ in simulator.requests("PATCH")) == fixture["count"]
     now = simulator.numbers()
     assert all(now[n["id"]]["assistantId"] == fixture["target"] for n in numbers)
-    assert redis_client.llen(fixture["queue"]) == 0
+    assert queue_length(redis_client, fixture["queue"]) == 0

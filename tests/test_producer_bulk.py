@@ -25,6 +25,7 @@ from jobs.operations.producer import enqueue_items, new_batch, seeds_of
 from jobs.queue import resp
 from jobs.queue.bulk import BulkWriter
 from jobs.queue.messages import UPDATE_TASK
+from jobs.queue.priority import Priority, queue_key, queue_length
 from jobs.store.interface import ItemRecord, ItemSeed
 from jobs.store.keys import bodies_key, expect_key, items_key
 from jobs.store.redis_store import RedisReportStore, pending_encoder
@@ -183,10 +184,15 @@ def test_create_batch_writes_what_redis_py_would(
 def test_every_item_becomes_one_task_in_order(redis_client: redis.Redis) -> None:
     items = [BatchItem(i + 2, f"n{i}", json.dumps({"name": f"é{i}"})) for i in range(2500)]
     seen: list[int] = []
-    pushed = enqueue_items(redis_client, "q", "b-1", items, on_progress=seen.append)
+    pushed = enqueue_items(
+        redis_client, "q", "b-1", items, on_progress=seen.append, priority=Priority.LOW
+    )
     assert pushed == 2500
     assert seen == [1000, 2000, 2500]
-    messages = [json.loads(m) for m in reversed(redis_client.lrange("q", 0, -1))]
+    key = queue_key("q", Priority.LOW.level)  # the batch's priority's key, and only it
+    assert queue_length(redis_client, "q") == redis_client.llen(key) == 2500
+    messages = [json.loads(m) for m in reversed(redis_client.lrange(key, 0, -1))]
+    assert {m["properties"]["priority"] for m in messages} == {Priority.LOW.level}
     args = [json.loads(base64.b64decode(m["body"]))[0] for m in messages]
     assert args == [["b-1", i, i + 2, f"n{i}", {"name": f"é{i}"}] for i in range(2500)]
     assert {m["headers"]["task"] for m in messages} == {UPDATE_TASK}
@@ -199,8 +205,8 @@ def test_every_item_becomes_one_task_in_order(redis_client: redis.Redis) -> None
 
 def test_resumed_items_keep_their_own_indexes(redis_client: redis.Redis) -> None:
     items = [BatchItem(9, "n7", "{}"), BatchItem(12, "n10", "{}")]
-    enqueue_items(redis_client, "q", "b-1", items, indexes=[7, 10])
-    messages = [json.loads(m) for m in redis_client.lrange("q", 0, -1)]
+    enqueue_items(redis_client, "q", "b-1", items, indexes=[7, 10], priority=Priority.HIGH)
+    messages = [json.loads(m) for m in redis_client.lrange("q", 0, -1)]  # high's key
     bodies = [json.loads(base64.b64decode(m["body"])) for m in messages]
     assert sorted(b[0][1] for b in bodies) == [7, 10]
 

@@ -12,6 +12,7 @@ import redis
 from jobs.batch.reads import unread_key
 from jobs.batch.validation import BatchItem
 from jobs.operations.producer import note_unread
+from jobs.queue.priority import Priority, queue_key, queue_length
 from jobs.store.interface import ItemSeed, ItemStatus, NewBatch, Outcome
 from jobs.store.redis_store import RedisReportStore
 from worker.reader import POLL, Progress, Reader
@@ -20,6 +21,7 @@ from worker.vapi import ApiResult
 
 T = TypeVar("T")
 QUEUE = "q-reader"
+NORMAL = queue_key(QUEUE, Priority.NORMAL.level)  # where a normal batch's tasks wait
 
 
 class Listing:
@@ -57,7 +59,7 @@ def _numbers(count: int) -> list[dict[str, Any]]:
 
 
 def _setup(
-    client: redis.Redis, count: int, page_size: int
+    client: redis.Redis, count: int, page_size: int, priority: Priority = Priority.NORMAL
 ) -> tuple[Reader, Listing, RedisReportStore]:
     store = RedisReportStore(client, retention_seconds=600)
     items = [
@@ -65,7 +67,7 @@ def _setup(
         for i in range(count)
     ]
     store.create_batch(
-        NewBatch("b1", name="t", source="cli", total=count),
+        NewBatch("b1", name="t", source="cli", total=count, priority=priority),
         [ItemSeed(i, it.row, it.number_id, it.body) for i, it in enumerate(items)],
     )
     note_unread(client, "b1", items, 600)
@@ -87,7 +89,7 @@ def test_a_page_queues_its_items_with_their_reads(redis_client: redis.Redis) -> 
     reader, listing, _ = _setup(redis_client, 30, page_size=10)
     step = reader.step("b1", Progress())
     assert step is not None and listing.pages == 1
-    messages = redis_client.lrange(QUEUE, 0, -1)
+    messages = redis_client.lrange(NORMAL, 0, -1)  # the batch's priority's key
     assert len(messages) == 10 and redis_client.hlen(unread_key("b1")) == 20
     progress, delay = step
     assert (progress.pages, progress.found, progress.last, delay) == (1, 10, 10, POLL)
@@ -119,8 +121,17 @@ def test_when_pages_stop_paying_the_rest_is_read_by_get(redis_client: redis.Redi
     listing.numbers.sort(key=lambda n: n["createdAt"], reverse=True)
     assert reader.step("b1", Progress()) is None
     assert listing.pages == 1
-    assert redis_client.llen(QUEUE) == 3  # one task each, to read its number by GET
+    assert redis_client.llen(NORMAL) == 3  # one task each, to read its number by GET
     assert redis_client.exists(unread_key("b1")) == 0
+
+
+def test_a_batchs_items_are_queued_at_its_priority(redis_client: redis.Redis) -> None:
+    reader, _, _ = _setup(redis_client, 30, page_size=10, priority=Priority.HIGH)
+    assert reader.step("b1", Progress()) is not None
+    assert redis_client.llen(QUEUE) == queue_length(redis_client, QUEUE) == 10  # high's key
+    assert reader.queue_unread("b1") == 20  # by GET: the priority looked up in the store
+    high = [json.loads(m) for m in redis_client.lrange(QUEUE, 0, -1)]
+    assert len(high) == 30 and {m["properties"]["priority"] for m in high} == {0}
 
 
 def test_a_cancelled_batch_stops_listing(redis_client: redis.Redis) -> None:

@@ -10,17 +10,20 @@ import redis
 from jobs.operations.reaping import reap
 from jobs.queue.keys import UNACKED_INDEX_KEY, UNACKED_KEY
 from jobs.queue.liveness import HEARTBEATS_KEY, OWNERS_KEY
+from jobs.queue.priority import queue_keys
 
 QUEUE = "q-reap"
 
 
-def _hold(client: redis.Redis, tag: str, owner: str, queue: str = QUEUE) -> dict[str, object]:
+def _hold(
+    client: redis.Redis, tag: str, owner: str, queue: str = QUEUE, priority: int | None = None
+) -> dict[str, object]:
     """A message noted as held by `owner`, as POP_AND_NOTE notes it."""
     info = {"exchange": "", "routing_key": queue}
-    message = {
-        "body": "e30=", "headers": {"id": tag, "task": "t"},
-        "properties": {"delivery_tag": tag, "delivery_info": info},
-    }  # fmt: skip
+    properties: dict[str, object] = {"delivery_tag": tag, "delivery_info": info}
+    if priority is not None:
+        properties["priority"] = priority
+    message = {"body": "e30=", "headers": {"id": tag, "task": "t"}, "properties": properties}
     client.zadd(UNACKED_INDEX_KEY, {tag: 1.0})
     client.hset(UNACKED_KEY, tag, json.dumps([message, "", queue]))
     client.hset(OWNERS_KEY, tag, owner)
@@ -53,6 +56,18 @@ def test_a_dead_processs_messages_go_back_once_and_a_live_ones_stay(
     assert redis_client.zrange(UNACKED_INDEX_KEY, 0, -1) == [b"t3"]
     assert redis_client.hgetall(OWNERS_KEY) == {b"t3": b"alive"}
     assert redis_client.zrange(HEARTBEATS_KEY, 0, -1) == [b"alive"]
+
+
+def test_a_message_goes_back_to_the_key_of_its_priority(redis_client: redis.Redis) -> None:
+    _beat(redis_client, "dead", ago=60)
+    for tag, level in (("high", 0), ("normal", 3), ("low", 6)):
+        _hold(redis_client, tag, "dead", priority=level)
+
+    assert reap(redis_client, 15, [QUEUE]).restored == 3
+
+    found = [[json.loads(m)["headers"]["id"] for m in redis_client.lrange(key, 0, -1)]
+             for key in queue_keys(QUEUE)]  # fmt: skip
+    assert found == [["high"], ["normal"], ["low"], []]
 
 
 def test_a_message_acked_meanwhile_is_not_restored_and_its_note_goes(

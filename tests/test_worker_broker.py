@@ -16,11 +16,14 @@ from kombu.transport import redis as kombu_redis
 
 from jobs.operations.reaping import reap
 from jobs.queue.liveness import HEARTBEATS_KEY, OWNERS_KEY
+from jobs.queue.priority import TURNS, Priority, queue_key, take_order
 from jobs.store.interface import ItemSeed, ItemStatus, NewBatch, Outcome, Receipt
 from jobs.store.memory_store import MemoryReportStore
 from jobs.store.redis_store import RedisReportStore
 from worker.broker import POP_AND_NOTE, Channel, QoS, Transport, receipt_for
 from worker.heartbeat import process_id
+
+NORMAL = Priority.NORMAL.level
 
 
 def test_one_client_per_pool_and_a_new_one_after_a_reconnect(redis_url: str) -> None:
@@ -248,7 +251,9 @@ def test_a_consumer_waiting_on_an_empty_queue_gets_what_comes_later(
     monkeypatch.setattr(kombu_redis.QoS, "append", _kombus_two_steps)
     with pytest.raises(Empty):
         queue.get(timeout=0.3)  # the channel now waits instead of popping
-    late = threading.Timer(0.3, lambda: queue.put({"n": 4}, headers={"id": "task-7"}))
+    late = threading.Timer(
+        0.3, lambda: queue.put({"n": 4}, headers={"id": "task-7"}, priority=NORMAL)
+    )
     late.start()
     message = queue.get(timeout=5)
     late.join()
@@ -273,11 +278,11 @@ def test_waiting_keeps_the_queue_order_and_a_priority_message_still_comes(
     queue: Any, redis_client: redis.Redis
 ) -> None:
     with pytest.raises(Empty):
-        queue.get(timeout=0.3)  # empty: the channel waits on the queue's key
+        queue.get(timeout=0.3)  # empty: the channel waits on normal's key
 
     def send() -> None:
         for n in range(3):
-            queue.put({"n": n}, headers={"id": f"order-{n}"})
+            queue.put({"n": n}, headers={"id": f"order-{n}"}, priority=NORMAL)
 
     late = threading.Timer(0.3, send)
     late.start()
@@ -291,10 +296,68 @@ def test_waiting_keeps_the_queue_order_and_a_priority_message_still_comes(
 
     with pytest.raises(Empty):
         queue.get(timeout=0.3)
-    queue.put({"n": 9}, headers={"id": "urgent"}, priority=5)  # another key
+    queue.put({"n": 9}, headers={"id": "urgent"}, priority=0)  # high's key: not waited on
     message = queue.get(timeout=5)
     assert message.payload == {"n": 9}
     message.ack()
+
+
+def test_an_idle_channel_waits_on_normals_key(
+    queue: Any, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[Any, ...]] = []
+    send_command = redis.connection.AbstractConnection.send_command
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> None:
+        sent.append(args)
+        send_command(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_command", spy)
+    with pytest.raises(Empty):
+        queue.get(timeout=0.3)
+    normal = queue_key("broker-test", NORMAL)
+    assert ("BLMOVE", normal, normal, "LEFT", "LEFT") in [a[:5] for a in sent]
+
+
+def _taken(waiting: set[int], turns: int) -> list[int]:
+    """The step each of `turns` pops takes while every step of `waiting` holds messages."""
+    return [next(s for s in take_order(turn) if s in waiting) for turn in range(turns)]
+
+
+@pytest.mark.parametrize(
+    ("waiting", "shares"),
+    [
+        ({0, 3, 6}, {0: 8, 3: 1, 6: 1}),  # high 8 of 10, normal and low one each
+        ({0, 3}, {0: 8, 3: 2}),
+        ({0, 6}, {0: 8, 6: 2}),
+        ({3, 6}, {3: 9, 6: 1}),  # low is never starved by normal either
+        ({6}, {6: 10}),
+    ],
+)
+def test_every_priority_gets_its_share_of_the_pops(
+    waiting: set[int], shares: dict[int, int]
+) -> None:
+    taken = _taken(waiting, 10 * TURNS)
+    assert {step: taken.count(step) for step in waiting} == {
+        step: share * 10 for step, share in shares.items()
+    }
+    # The shares hold over any 10 turns in a row, not only on average.
+    for start in range(len(taken) - TURNS):
+        window = taken[start : start + TURNS]
+        assert all(window.count(step) == share for step, share in shares.items())
+
+
+def test_the_channel_takes_in_the_weighted_order(queue: Any, redis_client: redis.Redis) -> None:
+    for n in range(20):  # more of each than 20 pops take
+        for level in (6, 3, 0):  # low first: the order is the channel's, not the arrival's
+            queue.put({"n": n, "level": level}, headers={"id": f"p{level}-{n}"}, priority=level)
+    levels = []
+    for _ in range(20):
+        message = queue.get(timeout=5)
+        levels.append(message.payload["level"])
+        message.ack()
+    assert levels == _taken({0, 3, 6}, 20)
+    assert levels[:10] == [0, 0, 0, 0, 3, 0, 0, 0, 0, 6]
 
 
 def test_on_a_redis_without_blmove_kombus_own_commands_take_the_message(

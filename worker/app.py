@@ -12,6 +12,7 @@ from celery import Celery
 
 from config import Settings, load_settings
 from jobs.queue.keys import UNACKED_INDEX_KEY, UNACKED_KEY
+from jobs.queue.priority import Priority
 from jobs.store.connection import parse_sentinel_url, scheme_of
 from worker.broker import stay_on_sentinels, transport_path
 
@@ -25,6 +26,9 @@ def create_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
+        # What Celery publishes itself (a fire task beat sends) waits with normal work;
+        # kombu's default, 0, is high's key (`jobs.queue.priority`).
+        task_default_priority=Priority.NORMAL.level,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,

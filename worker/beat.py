@@ -11,6 +11,7 @@ from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.schedules import BaseSchedule, schedstate
 
 from config.schedules import Schedule
+from jobs.queue.priority import Priority
 
 FIRE_TASK = "phonebatch.fire_schedule"
 
@@ -54,6 +55,10 @@ class SlotScheduler(PersistentScheduler):
 
 
 def beat_schedule(schedules: list[Schedule]) -> dict[str, dict[str, Any]]:
+    # The fire task waits with normal work, even where beat sends it by name (kombu's
+    # default priority, 0, is high's key); the batch it fires has the schedule's own.
+    options = {"priority": Priority.NORMAL.level}
     return {
-        s.name: {"task": FIRE_TASK, "schedule": ZonedCron(s), "args": [s.name]} for s in schedules
+        s.name: {"task": FIRE_TASK, "schedule": ZonedCron(s), "args": [s.name], "options": options}
+        for s in schedules
     }

@@ -22,6 +22,7 @@ import redis
 from jobs.batch.reads import keep_listing, kept_read, unread_key, worth_listing
 from jobs.batch.validation import BatchItem
 from jobs.operations.producer import enqueue_items
+from jobs.queue.priority import Priority
 from jobs.store.interface import BatchMode, BatchState, ReportStore
 from worker.delivery import Sender
 from worker.retry import Attempts
@@ -82,7 +83,7 @@ class Reader:
             return progress, PAUSED_POLL  # no read while paused: it would be stale after
         unread = int(self.client.hlen(unread_key(batch_id)))
         if progress.pages == 0 and not worth_listing(unread, self._account_size(), self.page_size):
-            self.queue_unread(batch_id)
+            self.queue_unread(batch_id, status.priority)
             return None
         # Just ahead of the sends: the last page's items must be mostly sent first, or
         # their reads would age while they wait.
@@ -95,7 +96,9 @@ class Reader:
         )
         at = time.time()
         page = [n for n in (result.payload or []) if isinstance(n, dict) and "id" in n]
-        queued = self._queue_found(batch_id, page, at, status.mode is BatchMode.ROLLBACK)
+        queued = self._queue_found(
+            batch_id, page, at, status.mode is BatchMode.ROLLBACK, status.priority
+        )
         cursor = min((str(n.get("createdAt", "")) for n in page), default=None)
         done = Progress(
             cursor, progress.pages + 1, progress.found + queued, progress.listed + len(page),
@@ -111,7 +114,7 @@ class Reader:
         )  # fmt: skip
         if keep_listing(done.pages, done.found, left, full):
             return done, POLL
-        self.queue_unread(batch_id)
+        self.queue_unread(batch_id, status.priority)
         return None
 
     def _account_size(self) -> int | None:
@@ -119,8 +122,9 @@ class Reader:
         return int(size) if size is not None else None
 
     def _queue_found(
-        self, batch_id: str, page: list[dict[str, Any]], at: float, rollback: bool
-    ) -> int:
+        self, batch_id: str, page: list[dict[str, Any]], at: float, rollback: bool,
+        priority: Priority,
+    ) -> int:  # fmt: skip
         key = unread_key(batch_id)
         ids = [str(n["id"]) for n in page]
         if not ids:
@@ -138,7 +142,10 @@ class Reader:
             kept_read(listed[item.number_id], self._fields(batch_id, item, index, rollback), at)
             for item, index in zip(items, indexes, strict=True)
         ]
-        enqueue_items(self.client, self.queue, batch_id, items, indexes=indexes, reads=reads)
+        enqueue_items(
+            self.client, self.queue, batch_id, items, indexes=indexes, reads=reads,
+            priority=priority,
+        )  # fmt: skip
         self.client.hdel(key, *hits)  # only once queued: a crash between queues twice
         return len(items)
 
@@ -150,17 +157,24 @@ class Reader:
             return body
         return {**(self.store.expectation(batch_id, index) or {}), **body}
 
-    def queue_unread(self, batch_id: str) -> int:
+    def queue_unread(self, batch_id: str, priority: Priority | None = None) -> int:
         """Queue every item the listing did not show: each task reads its number by GET.
         They go first, ahead of the listed items still waiting: a number missing from the
         account's listing is the likeliest to be wrong (a 404), and the batch's failure
-        guard should see that early, not after every listed number was changed."""
+        guard should see that early, not after every listed number was changed. The tasks
+        go at the batch's priority (looked up unless given)."""
         key = unread_key(batch_id)
         raw: dict[bytes, bytes] = self.client.hgetall(key)  # type: ignore[assignment]
         hits = {k.decode(): v for k, v in raw.items()}
         if hits:
+            if priority is None:
+                status = self.store.status(batch_id)
+                priority = status.priority if status is not None else Priority.NORMAL
             items, indexes = self._items(batch_id, hits)
-            enqueue_items(self.client, self.queue, batch_id, items, indexes=indexes, front=True)
+            enqueue_items(
+                self.client, self.queue, batch_id, items, indexes=indexes, front=True,
+                priority=priority,
+            )  # fmt: skip
         self.client.delete(key)
         return len(hits)
 

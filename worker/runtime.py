@@ -17,6 +17,7 @@ from redis.retry import Retry
 from config import Settings
 from jobs.queue.deferral import Deferrals
 from jobs.queue.messages import UPDATE_TASK, task_message, update_args
+from jobs.queue.priority import queue_key
 from jobs.store.connection import client_for
 from jobs.store.pace import LIMITERS_KEY, limiter_key
 from jobs.store.redis_store import RedisReportStore
@@ -38,8 +39,11 @@ class Runtime:
     deferrals: Deferrals
     limiter_key: str = ""  # the shared pace's key: per API and key, never the key
 
-    def defer_task(self, task_name: str, args: list[Any], delay: float, argsrepr: str) -> None:
-        """Run this task again in `delay` seconds (without holding a worker meanwhile)."""
+    def defer_task(
+        self, task_name: str, args: list[Any], delay: float, argsrepr: str, priority: int
+    ) -> None:
+        """Run this task again in `delay` seconds (without holding a worker meanwhile), at
+        the kombu `priority` it ran with."""
         message = task_message(
             task_name=task_name,
             task_id=str(uuid.uuid4()),
@@ -47,22 +51,24 @@ class Runtime:
             queue=self.settings.queue,
             origin=f"phonebatch-worker@{socket.gethostname()}",
             argsrepr=argsrepr,
+            priority=priority,
         )
         self.deferrals.defer(message, delay)
 
-    def hand_back(self, item: WorkItem, deferred: Deferred) -> None:
-        """Put the item back on the queue in `deferred.delay` seconds, counts kept."""
-        message = self._item_message(item, deferred.attempts)
+    def hand_back(self, item: WorkItem, deferred: Deferred, priority: int) -> None:
+        """Put the item back on the queue in `deferred.delay` seconds, counts and
+        priority kept."""
+        message = self._item_message(item, deferred.attempts, priority)
         # A little jitter so items handed back together do not return together.
         self.deferrals.defer(message, deferred.delay * random.uniform(1.0, 1.1))  # noqa: S311
 
-    def park(self, item: WorkItem, attempts: Attempts) -> None:
+    def park(self, item: WorkItem, attempts: Attempts, priority: int) -> None:
         """Keep a paused batch's item (a task message, counts kept) until the batch
-        continues; straight back on the queue if it already has."""
-        message = self._item_message(item, attempts)
-        self.store.park(item.batch_id, self.settings.queue, message)
+        continues; straight back on the queue (its priority's key) if it already has."""
+        message = self._item_message(item, attempts, priority)
+        self.store.park(item.batch_id, queue_key(self.settings.queue, priority), message)
 
-    def _item_message(self, item: WorkItem, attempts: Attempts) -> str:
+    def _item_message(self, item: WorkItem, attempts: Attempts, priority: int) -> str:
         """The update task of this item, carrying its attempts so far."""
         args = update_args(
             item.batch_id, item.index, item.row, item.number_id,
@@ -76,6 +82,7 @@ class Runtime:
             queue=self.settings.queue,
             origin=f"phonebatch-worker@{socket.gethostname()}",
             argsrepr=f"(batch={item.batch_id}, row={item.row}, id={item.number_id})",
+            priority=priority,
         )
 
 

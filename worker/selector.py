@@ -16,6 +16,7 @@ from jobs.batch.reads import kept_read
 from jobs.batch.selection import selected_records
 from jobs.batch.validation import BatchItem
 from jobs.operations.producer import Overlap, enqueue_items, numbers_of, seeds_of
+from jobs.queue.priority import Priority
 from jobs.store.interface import BatchMode, ReportStore
 from worker.delivery import Sender
 from worker.retry import Attempts
@@ -50,8 +51,10 @@ def build_selection(
     broker: redis.Redis,
     queue: str,
     page_size: int,
+    priority: Priority = Priority.NORMAL,
 ) -> int:
-    """Add the matching numbers to the batch and queue them; returns how many."""
+    """Add the matching numbers to the batch and queue them (at the batch's `priority`);
+    returns how many."""
     read_at = time.time()  # when the listing began: its reads are at least this fresh
     numbers = list_all(api, sender, page_size)
     records = selected_records(numbers, conditions)
@@ -77,7 +80,7 @@ def build_selection(
         kept_read(listed.get(item.number_id, {}), json.loads(item.body), read_at)
         for item in intake.items
     ]
-    enqueue_items(broker, queue, batch_id, intake.items, reads=reads)
+    enqueue_items(broker, queue, batch_id, intake.items, reads=reads, priority=priority)
     log.info("batch %s: %d of %d numbers selected", batch_id, len(intake.items), len(numbers))
     return len(intake.items)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from jobs.operations.producer import Overlap
 from jobs.operations.scheduling import fire
 from jobs.queue.deferral import Deferrals
 from jobs.queue.messages import READ_TASK, SELECT_TASK, UPDATE_TASK
+from jobs.queue.priority import Priority
 from jobs.store.interface import ItemRecord
 from jobs.store.redis_store import RedisReportStore
 from worker.app import app
@@ -116,7 +118,7 @@ def update_phone_number(
     )
     try:
         with about_item(batch_id, row, number_id), tallied(batch_id):
-            _deliver(runtime, item, str(self.request.id))
+            _deliver(runtime, item, str(self.request.id), level_of_task(self))
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # Redis stayed away past the client's retries: the item must stay queued. Give
         # our claim back if we can, and have the broker put the message back; if Redis
@@ -128,14 +130,21 @@ def update_phone_number(
         raise Reject(str(exc), requeue=True) from exc
 
 
-def _deliver(runtime: Runtime, item: WorkItem, owner: str) -> ItemRecord | None:
+def level_of_task(task: Task[Any, Any]) -> int:
+    """The kombu priority the running task's message carries (Celery copies it from the
+    message's properties), normal's if it has none: a task it queues again keeps it."""
+    value = (task.request.delivery_info or {}).get("priority")
+    return value if isinstance(value, int) else Priority.NORMAL.level
+
+
+def _deliver(runtime: Runtime, item: WorkItem, owner: str, level: int) -> ItemRecord | None:
     record = deliver(
         item,
         api=runtime.api,
         store=runtime.store,
         sender=runtime.sender,
-        hand_back=runtime.hand_back,
-        park=runtime.park,
+        hand_back=partial(runtime.hand_back, priority=level),
+        park=partial(runtime.park, priority=level),
         auth_failure_limit=runtime.settings.auth_failure_limit,
         lease=runtime.settings.claim_lease,
         owner=owner,
@@ -151,10 +160,11 @@ def _deliver(runtime: Runtime, item: WorkItem, owner: str) -> ItemRecord | None:
     return record
 
 
-@app.task(name=READ_TASK, ignore_result=True, acks_late=True)
-def read_numbers(batch_id: str, *progress: Any) -> None:
+@app.task(name=READ_TASK, ignore_result=True, acks_late=True, bind=True)
+def read_numbers(self: Task[Any, None], batch_id: str, *progress: Any) -> None:
     """Read one page of the listing for a batch and queue the items it showed."""
     runtime = get_runtime(_settings())
+    level = level_of_task(self)
     settings = runtime.settings
     reader = Reader(
         api=runtime.api, sender=runtime.sender, store=runtime.store,
@@ -166,8 +176,9 @@ def read_numbers(batch_id: str, *progress: Any) -> None:
         step = reader.step(batch_id, now)
     except Deferred as deferred:  # the API asked for a long pause: list this page later
         runtime.defer_task(
-            READ_TASK, [batch_id, *now.as_args()], deferred.delay, f"(batch={batch_id}, read)"
-        )
+            READ_TASK, [batch_id, *now.as_args()], deferred.delay, f"(batch={batch_id}, read)",
+            level,
+        )  # fmt: skip
         return
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("batch %s: Redis unavailable while listing (%s); requeued", batch_id, exc)
@@ -180,8 +191,9 @@ def read_numbers(batch_id: str, *progress: Any) -> None:
     if step is not None:
         following, delay = step
         runtime.defer_task(
-            READ_TASK, [batch_id, *following.as_args()], delay, f"(batch={batch_id}, read)"
-        )
+            READ_TASK, [batch_id, *following.as_args()], delay, f"(batch={batch_id}, read)",
+            level,
+        )  # fmt: skip
 
 
 @app.task(name=FIRE_TASK, ignore_result=True, acks_late=True)
@@ -220,20 +232,23 @@ def fire_schedule(name: str, slot: str | None = None) -> None:
         log.info("schedule %s: slot %s fired batch %s", name, slot, batch_id)
 
 
-@app.task(name=SELECT_TASK, ignore_result=True, acks_late=True)
-def select_numbers(batch_id: str, conditions: dict[str, str], values: dict[str, str]) -> None:
+@app.task(name=SELECT_TASK, ignore_result=True, acks_late=True, bind=True)
+def select_numbers(
+    self: Task[Any, None], batch_id: str, conditions: dict[str, str], values: dict[str, str]
+) -> None:
     """List the numbers, keep the matching ones, and queue them as the batch's items."""
     runtime = get_runtime(_settings())
+    level = level_of_task(self)
     try:
         count = build_selection(
             batch_id, conditions, values, api=runtime.api, sender=runtime.sender,
             store=runtime.store, broker=runtime.store.client, queue=runtime.settings.queue,
-            page_size=runtime.settings.list_page_size,
+            page_size=runtime.settings.list_page_size, priority=Priority.of_level(level),
         )  # fmt: skip
     except Deferred as deferred:
         # The API asked for a long pause: list again later, from the start.
         args: list[Any] = [batch_id, conditions, values]
-        runtime.defer_task(SELECT_TASK, args, deferred.delay, f"(batch={batch_id}, select)")
+        runtime.defer_task(SELECT_TASK, args, deferred.delay, f"(batch={batch_id}, select)", level)
         return
     except DeliveryError as exc:
         _end_selection(runtime, batch_id, f"the numbers could not be listed: {exc.message}")

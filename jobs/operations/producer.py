@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import islice
-from typing import Any
 
 import orjson
 import redis
@@ -35,7 +34,7 @@ from jobs.queue.messages import (
     task_message,
     update_args,
 )
-from jobs.queue.priority import Priority
+from jobs.queue.priority import Priority, queue_key
 from jobs.store.guardrails import NO_GUARD, GuardRule
 from jobs.store.interface import BatchMode, ItemSeed, NewBatch, ReportStore, new_batch_id
 
@@ -69,16 +68,19 @@ def enqueue_items(
     on_progress: Progress | None = None,
     reads: Sequence[Read | None] | None = None,
     front: bool = False,
+    priority: Priority,
 ) -> int:
     """Push one update task per item, `CHUNK` per round trip; returns how many.
 
     Items are the batch's own, in order, unless `indexes` says which item each one is
     (resume re-enqueues a few items of a batch). `reads`, one per item, are the numbers'
     current values from a listing: the task sends from them instead of a GET. `front`
-    puts them where workers take next (still in their order), ahead of what waits."""
+    puts them where workers take next (still in their order), ahead of what waits. The
+    tasks carry the batch's `priority` and wait on its key of the queue."""
     template = message_template(
-        task_name=UPDATE_TASK, queue=queue, origin=f"phonebatch-producer@{socket.gethostname()}"
-    )
+        task_name=UPDATE_TASK, queue=queue, origin=f"phonebatch-producer@{socket.gethostname()}",
+        priority=priority.level,
+    )  # fmt: skip
     pushed = 0
     positions = indexes if indexes is not None else range(len(items))
     triples = zip(positions, items, reads or [None] * len(items), strict=True)
@@ -100,7 +102,7 @@ def enqueue_items(
             ]
             pushed += len(messages)
             writer.send(
-                resp.command([push, queue, *messages]),
+                resp.command([push, template.key, *messages]),
                 replies=1,
                 on_confirmed=partial(on_progress, pushed) if on_progress else None,
             )
@@ -204,6 +206,7 @@ def submit_selection(
         ),
         [],
     )
+    level = (options or BatchOptions()).priority.level
     message = task_message(
         task_name=SELECT_TASK,
         task_id=new_id(),
@@ -211,8 +214,9 @@ def submit_selection(
         queue=queue,
         origin=f"phonebatch-producer@{socket.gethostname()}",
         argsrepr=f"(batch={batch_id}, where={redact_pairs(conditions)})",
+        priority=level,
     )
-    broker.lpush(queue, message)
+    broker.lpush(queue_key(queue, level), message)
     return batch_id
 
 
@@ -239,16 +243,23 @@ def note_unread(
         writer.send(resp.command(["EXPIRE", key, str(retention)]), replies=1)
 
 
-def reader_message(queue: str, batch_id: str, args: Sequence[Any] = ()) -> str:
-    """The task that reads a batch's numbers a page at a time and queues their items."""
+def reader_message(queue: str, batch_id: str, priority: Priority) -> str:
+    """The task that reads a batch's numbers a page at a time and queues their items (to
+    push on `queue_key(queue, priority.level)`)."""
     return task_message(
         task_name=READ_TASK,
         task_id=new_id(),
-        args_json=json.dumps([batch_id, *args]),
+        args_json=json.dumps([batch_id]),
         queue=queue,
         origin=f"phonebatch-producer@{socket.gethostname()}",
         argsrepr=f"(batch={batch_id}, read)",
+        priority=priority.level,
     )
+
+
+def push_reader(broker: redis.Redis, queue: str, batch_id: str, priority: Priority) -> None:
+    """Queue the batch's reader task at the batch's priority."""
+    broker.lpush(queue_key(queue, priority.level), reader_message(queue, batch_id, priority))
 
 
 def submit_batch(
@@ -285,11 +296,13 @@ def submit_batch(
         # A worker reads the numbers through the listing, page by page, and queues each
         # page's items with their reads (`worker.reader`): no GET per number.
         note_unread(broker, batch_id, items, store.retention_seconds)
-        broker.lpush(queue, reader_message(queue, batch_id))
+        push_reader(broker, queue, batch_id, chosen.priority)
         if on_progress is not None:
             on_progress(len(items))
     else:
-        enqueue_items(broker, queue, batch_id, items, on_progress=on_progress)
+        enqueue_items(
+            broker, queue, batch_id, items, on_progress=on_progress, priority=chosen.priority
+        )
     if parent_id is not None:
         store.link_retry(parent_id, batch_id)
     return batch_id

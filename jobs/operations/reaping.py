@@ -32,6 +32,7 @@ from jobs.queue.liveness import (
     REAPER_LOCK_KEY,
     RESTORE_HELD,
 )
+from jobs.queue.priority import level_of, queue_key
 
 _CHUNK = 500
 
@@ -102,9 +103,9 @@ def _owner_chunks(client: redis.Redis) -> Iterable[list[tuple[str, str]]]:
 def _restore(
     client: redis.Redis, tag: str, owner: str, lapse: float, queues: Collection[str]
 ) -> int | None:
-    """Put one message of a dead process back on its queue (1); 0 if it was acknowledged,
-    restored or taken by another meanwhile; None if it is bound for a queue this worker
-    does not serve."""
+    """Put one message of a dead process back on its queue, on its priority's key (1); 0
+    if it was acknowledged, restored or taken by another meanwhile; None if it is bound
+    for a queue this worker does not serve."""
     payload: Any = client.hget(UNACKED_KEY, tag)
     message, queue = "", next(iter(queues), "")
     if payload is not None:
@@ -112,7 +113,8 @@ def _restore(
         if routing_key not in queues:
             return None
         _mark_redelivered(found)
-        message, queue = json.dumps(found), routing_key
+        # Back on its priority's key of the queue, as kombu's own restore puts it.
+        message, queue = json.dumps(found), queue_key(routing_key, level_of(found))
     keys = [OWNERS_KEY, UNACKED_KEY, UNACKED_INDEX_KEY, queue, HEARTBEATS_KEY]
     return int(client.eval(RESTORE_HELD, len(keys), *keys, tag, owner, lapse, message))
 

@@ -1,13 +1,15 @@
 """Find a batch's tasks wherever they are, tell a stalled batch, and resume it.
 
-A batch's tasks live in three places in Redis: the queue (a list), the hand-back sorted
-set (`jobs.queue.deferral`), and kombu's `unacked` hash (tasks a worker holds, with their
-delivery time in `unacked_index`). A batch is stalled when items are pending and none of
-them has a task anywhere that can still run: a task a dead worker held counts as
-stranded once its delivery is older than the longest a task can run.
+A batch's tasks live in three places in Redis: the queue (a list per priority step,
+`jobs.queue.priority`), the hand-back sorted set (`jobs.queue.deferral`), and kombu's
+`unacked` hash (tasks a worker holds, with their delivery time in `unacked_index`). A
+batch is stalled when items are pending and none of them has a task anywhere that can
+still run: a task a dead worker held counts as stranded once its delivery is older than
+the longest a task can run.
 
 `resume` puts stranded tasks straight back on the queue (what kombu itself does once the
-visibility timeout passes) and re-enqueues the pending items that have no task at all.
+visibility timeout passes: on the key of the message's own priority) and re-enqueues the
+pending items that have no task at all, at the batch's priority.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import redis
 
 from jobs.batch.reads import unread_key
 from jobs.batch.validation import BatchItem
-from jobs.operations.producer import enqueue_items, reader_message
+from jobs.operations.producer import enqueue_items, push_reader
 from jobs.queue.keys import RESTORE, UNACKED_INDEX_KEY, UNACKED_KEY, deferred_key
 from jobs.queue.messages import READ_TASK, UPDATE_TASK
+from jobs.queue.priority import level_of, queue_key, queue_keys
 from jobs.store.interface import BatchState, BatchStatus, ItemStatus, ReportStore, iter_items
 
 _SCAN = 1000
@@ -37,7 +40,8 @@ class TaskCensus:
     queued: set[int] = field(default_factory=set)
     deferred: set[int] = field(default_factory=set)
     held: set[int] = field(default_factory=set)  # by a worker, recently: can still run
-    stranded: dict[str, tuple[int, str]] = field(default_factory=dict)  # tag -> index, message
+    # tag -> (index, message, the queue key it goes back to: its priority's)
+    stranded: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     reading: bool = False  # the batch's listing task is queued, waiting or running
 
     @property
@@ -77,9 +81,10 @@ def _list_members(client: redis.Redis, key: str) -> Iterator[bytes | str]:
 
 def census(client: redis.Redis, queue: str, batch_id: str, stale_after: float) -> TaskCensus:
     found = TaskCensus()
-    for message in _list_members(client, queue):
-        if (index := _index_of(message, batch_id)) is not None:
-            found.note(found.queued, index)
+    for key in queue_keys(queue):
+        for message in _list_members(client, key):
+            if (index := _index_of(message, batch_id)) is not None:
+                found.note(found.queued, index)
     deferred: list[bytes] = client.zrange(deferred_key(queue), 0, -1)  # type: ignore[assignment]
     for message in deferred:
         if (index := _index_of(message, batch_id)) is not None:
@@ -101,7 +106,8 @@ def census(client: redis.Redis, queue: str, batch_id: str, stale_after: float) -
         age = host_now - delivered.get(tag, host_now)
         if age > stale_after:
             message["headers"]["redelivered"] = True
-            found.stranded[tag.decode()] = (index, json.dumps(message))
+            key = queue_key(queue, level_of(message))
+            found.stranded[tag.decode()] = (index, json.dumps(message), key)
         else:
             found.note(found.held, index)
     return found
@@ -150,16 +156,16 @@ def resume(
     found = census(client, queue, batch_id, stale_after)
     restore = client.register_script(RESTORE)
     restored = sum(
-        int(restore(keys=[UNACKED_KEY, UNACKED_INDEX_KEY, queue], args=[tag, message]))
-        for tag, (_, message) in found.stranded.items()
+        int(restore(keys=[UNACKED_KEY, UNACKED_INDEX_KEY, key], args=[tag, message]))
+        for tag, (_, message, key) in found.stranded.items()
     )
-    covered = found.live | {index for index, _ in found.stranded.values()}
+    covered = found.live | {index for index, _, _ in found.stranded.values()}
     # Numbers the listing has yet to show are its to queue: if its task was lost, a new
     # one lists them again (restored above if it was only stranded).
     unread: set[str] = {k.decode() for k in client.hkeys(unread_key(batch_id))}  # type: ignore[union-attr]
-    reader_restored = READER in {index for index, _ in found.stranded.values()}
+    reader_restored = READER in {index for index, _, _ in found.stranded.values()}
     if unread and not found.reading and not reader_restored:
-        client.lpush(queue, reader_message(queue, batch_id))
+        push_reader(client, queue, batch_id, status.priority)
     missing = [
         record
         for record in iter_items(store, batch_id, status.counts.total)
@@ -170,5 +176,7 @@ def resume(
     bodies = store.bodies(batch_id, [r.index for r in missing])
     known = [r for r in missing if r.index in bodies]
     items = [BatchItem(r.row, r.number_id, bodies[r.index]) for r in known]
-    enqueue_items(client, queue, batch_id, items, indexes=[r.index for r in known])
+    enqueue_items(
+        client, queue, batch_id, items, indexes=[r.index for r in known], priority=status.priority
+    )
     return Resumed(restored, len(items))

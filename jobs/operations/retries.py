@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from jobs.batch.redaction import REDACTED
 from jobs.batch.validation import BatchItem
 from jobs.operations.producer import BatchOptions, submit_batch
+from jobs.queue.priority import Priority
 from jobs.store.interface import ItemRecord, ItemStatus, iter_items
 from jobs.store.redis_store import RedisReportStore
 
@@ -25,9 +26,12 @@ class RetryBatch:
     rows_without_secrets: list[int]  # failed rows left out: their secrets are not kept
 
 
-def retry_failed(store: RedisReportStore, queue: str, batch_id: str) -> RetryBatch:
+def retry_failed(
+    store: RedisReportStore, queue: str, batch_id: str, priority: Priority | None = None
+) -> RetryBatch:
     """A new batch of `batch_id`'s failed items, linked to it both ways; items whose
-    secret fields are no longer kept are left out (listed by row)."""
+    secret fields are no longer kept are left out (listed by row). It runs at `priority`,
+    the parent's unless given."""
     parent = store.status(batch_id)
     if parent is None:
         raise NothingToRetry(f"no batch {batch_id!r}")
@@ -44,8 +48,8 @@ def retry_failed(store: RedisReportStore, queue: str, batch_id: str) -> RetryBat
     ]  # fmt: skip
     options = BatchOptions(
         mode=parent.mode, force=parent.force, read_first=parent.read_first,
-        rollback_of=parent.rollback_of, priority=parent.priority, guard=parent.guard,
-        allow_overlap=parent.allow_overlap,
+        rollback_of=parent.rollback_of, priority=priority or parent.priority,
+        guard=parent.guard, allow_overlap=parent.allow_overlap,
     )  # fmt: skip
     child = submit_batch(
         items, store=store, broker=store.client, queue=queue, name=f"retry of {parent.name}",

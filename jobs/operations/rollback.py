@@ -87,9 +87,16 @@ def plan_rollback(store: ReportStore, batch_id: str) -> RollbackPlan:
 
 
 def submit_rollback(
-    store: RedisReportStore, queue: str, batch_id: str, *, force: bool, source: str | None = None
+    store: RedisReportStore,
+    queue: str,
+    batch_id: str,
+    *,
+    force: bool,
+    source: str | None = None,
+    priority: Priority | None = None,
 ) -> tuple[str, RollbackPlan]:
-    """Plan the rollback of `batch_id` and submit it; the new batch's id and the plan."""
+    """Plan the rollback of `batch_id` and submit it; the new batch's id and the plan. It
+    runs at `priority`, high unless given."""
     original = store.status(batch_id)
     if original is None:
         raise NothingToRollBack(f"no batch {batch_id!r}")
@@ -99,8 +106,8 @@ def submit_rollback(
         name=f"rollback of {original.name}", source=source or original.source,
         # Undoing a change comes before other work: a rollback goes high.
         options=BatchOptions(
-            mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id, priority=Priority.HIGH,
-            guard=original.guard,
+            mode=BatchMode.ROLLBACK, force=force, rollback_of=batch_id,
+            priority=priority or Priority.HIGH, guard=original.guard,
         ),
     )  # fmt: skip
     return child, plan

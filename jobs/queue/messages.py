@@ -8,6 +8,8 @@ before, 748 after). `tests/test_messages.py` checks it field by field against a 
 Celery itself wrote, and the end-to-end tests have real workers run it.
 A `MessageTemplate` is that same message with the parts that vary per task left open:
 a batch of 100,000 tasks fills one template instead of dumping 100,000 envelopes.
+Every message carries its batch's priority (`properties.priority`, kombu's 0-9) and waits
+on that priority's key of the queue (`jobs.queue.priority.queue_key`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+
+from jobs.queue.priority import queue_key
 
 UPDATE_TASK = "phonebatch.update_phone_number"
 SELECT_TASK = "phonebatch.select_numbers"
@@ -51,7 +55,15 @@ def new_ids(count: int) -> list[str]:
 
 
 def _envelope(
-    *, task_name: str, task_id: str, body: str, queue: str, origin: str, argsrepr: str, tag: str
+    *,
+    task_name: str,
+    task_id: str,
+    body: str,
+    queue: str,
+    origin: str,
+    argsrepr: str,
+    tag: str,
+    priority: int,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {
         "lang": "py",
@@ -66,7 +78,7 @@ def _envelope(
     properties = {
         "delivery_mode": 2,
         "delivery_info": {"exchange": "", "routing_key": queue},
-        "priority": 0,
+        "priority": priority,
         "body_encoding": "base64",
         "delivery_tag": tag,
     }
@@ -86,13 +98,16 @@ def encoded_body(args_json: str, kwargs_json: str = "{}") -> str:
 
 
 class MessageTemplate:
-    """The Redis list entry of one task and queue, with the per-call parts to fill in."""
+    """The Redis list entry of one task, queue and priority, with the per-call parts to
+    fill in. It goes on `self.key`, the queue's key for its priority."""
 
     # Where the per-call parts fall in the envelope's JSON, in order.
     _SLOTS = ("body", "task_id", "task_id", "argsrepr", "tag")
 
-    def __init__(self, *, task_name: str, queue: str, origin: str) -> None:
+    def __init__(self, *, task_name: str, queue: str, origin: str, priority: int) -> None:
         self._task_name, self._queue, self._origin = task_name, queue, origin
+        self._priority = priority
+        self.key = queue_key(queue, priority)
         # A random word no task name, queue or origin holds marks each part's place.
         word = secrets.token_hex(16)
         markers = {slot: f"{word}-{slot}" for slot in self._SLOTS}
@@ -104,7 +119,7 @@ class MessageTemplate:
     def _dump(self, *, body: str, task_id: str, argsrepr: str, tag: str) -> str:
         envelope = _envelope(
             task_name=self._task_name, task_id=task_id, body=body, queue=self._queue,
-            origin=self._origin, argsrepr=argsrepr, tag=tag,
+            origin=self._origin, argsrepr=argsrepr, tag=tag, priority=self._priority,
         )  # fmt: skip
         return orjson.dumps(envelope).decode()
 
@@ -140,8 +155,8 @@ def _json_text(value: str) -> str:
 
 
 @lru_cache(maxsize=32)
-def message_template(*, task_name: str, queue: str, origin: str) -> MessageTemplate:
-    return MessageTemplate(task_name=task_name, queue=queue, origin=origin)
+def message_template(*, task_name: str, queue: str, origin: str, priority: int) -> MessageTemplate:
+    return MessageTemplate(task_name=task_name, queue=queue, origin=origin, priority=priority)
 
 
 def task_message(
@@ -152,15 +167,17 @@ def task_message(
     queue: str,
     origin: str,
     argsrepr: str,
+    priority: int,
     kwargs_json: str = "{}",
 ) -> str:
-    """The Redis list entry for one task call.
+    """The Redis list entry for one task call, to push on `queue_key(queue, priority)`.
 
     `args_json` is the JSON array of positional arguments, already serialized: a body
     validated and dumped once at intake is spliced in as it is. `argsrepr` is what
-    monitoring tools show instead of the arguments: never a secret.
+    monitoring tools show instead of the arguments: never a secret. `priority` is the
+    kombu priority (`jobs.queue.priority`: a batch's `Priority.level`).
     """
-    template = message_template(task_name=task_name, queue=queue, origin=origin)
+    template = message_template(task_name=task_name, queue=queue, origin=origin, priority=priority)
     return template.fill(
         args_json=args_json,
         task_id=task_id,

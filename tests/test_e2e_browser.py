@@ -441,3 +441,37 @@ def test_failed_items_show_the_apis_message_and_are_retried(
         assert "of 1 ended" in page.locator("#live").inner_text()
     finally:
         stack.simulator.set_faults(latency_ms=0)
+
+
+def test_a_canary_from_the_page_pauses_holds_its_numbers_and_continues(
+    page: Any, stack: Stack, tmp_path: Path
+) -> None:
+    numbers = _numbers(stack, 30, seed=16)
+    path = _csv(numbers, tmp_path, "canary.csv")
+    page.goto("/ui/new")
+    page.set_input_files("#file", str(path))
+    page.select_option("#priority", "high")
+    page.fill("#canary", "5")
+    page.click("form[action$='/ui/new'] button[type=submit]")
+    page.wait_for_url("**/ui/batches/**")
+    batch_id = _batch_id(page)
+    # It pauses itself after 5: the page says why and offers Continue, with no reload.
+    page.locator("#paused-reason", has_text="Paused by its canary").wait_for(timeout=20_000)
+    page.locator("#action-continue").wait_for()
+    assert "priority high" in page.locator("#live").inner_text()
+    _accessible(page)
+
+    # Its 25 unsent numbers are held: the same file again is refused, each one named.
+    page.goto("/ui/new")
+    page.set_input_files("#file", str(path))
+    page.click("form[action$='/ui/new'] button[type=submit]")
+    page.locator("#problem", has_text="being changed by another batch").wait_for()
+    assert page.locator("table.errors tbody tr").count() == 25
+    assert batch_id in page.locator("table.errors").inner_text()
+    assert page.locator("#canary").input_value() == "0"  # the form as it was typed
+
+    page.goto(f"/ui/batches/{batch_id}")
+    page.click("#action-continue")
+    page.locator("[data-field=state]", has_text="completed").wait_for(timeout=30_000)
+    status = stack.store.status(batch_id)
+    assert status is not None and status.counts.succeeded == 30

@@ -19,10 +19,11 @@ from jobs.batch.intake import parse_pairs
 from jobs.batch.models import PROVIDERS
 from jobs.batch.selection import values_problems
 from jobs.batch.sources import InputError, detect_format
-from jobs.operations.producer import BatchOptions, submit_batch, submit_selection
+from jobs.operations.options import Choices, OptionError, batch_options, default_guard
+from jobs.operations.producer import BatchOptions, Overlap, submit_batch, submit_selection
 from jobs.operations.retries import NothingToRetry, retry_failed
 from jobs.operations.rollback import NothingToRollBack, submit_rollback
-from jobs.store.interface import BatchMode, BatchState
+from jobs.store.interface import BatchState
 from jobs.web import session
 from jobs.web.auth import Changing, SignedIn, same_site, signed_in, web_key
 from jobs.web.pages import store_of
@@ -65,6 +66,11 @@ async def upload_batch(request: Request) -> Response:
     name, provider, sets = _text(form, "name"), _text(form, "provider"), _text(form, "sets")
     dry_run = _text(form, "dry_run") == "on"
     kept = {"name": name, "provider": provider, "sets": sets, "dry_run": dry_run}
+    kept |= _guardrails_kept(form)
+    try:
+        options = _options(settings, kept)
+    except OptionError as exc:
+        return _again(request, kept, [], str(exc))
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         return _again(request, kept, [], "Choose a batch file (CSV, JSON or JSONL).")
@@ -78,14 +84,50 @@ async def upload_batch(request: Request) -> Response:
         problem = f"{intake.bad_rows} of {intake.rows} rows are invalid; nothing was queued."
         return _again(request, kept, [e.as_dict() for e in intake.errors], problem)
     store = store_of(request)
-    mode = BatchMode.DRY_RUN if dry_run else BatchMode.UPDATE
     submit = partial(
         submit_batch, intake.items, store=store, broker=store.client, queue=settings.queue,
         name=name or upload.filename, source="web",
-        webhook_url=settings.webhook_url, options=BatchOptions(mode=mode),
+        webhook_url=settings.webhook_url, options=options,
     )  # fmt: skip
-    batch_id = await run_in_threadpool(submit)
+    try:
+        batch_id = await run_in_threadpool(submit)
+    except Overlap as exc:
+        return _again(request, kept, _held_rows(exc), f"Refused: {exc}.")
     return _to_batch(request, batch_id, "created")
+
+
+def _guardrails_kept(form: FormData | dict[str, Any]) -> dict[str, Any]:
+    """The guardrail fields as typed, to submit with and to show again."""
+
+    def text(name: str) -> str:
+        value = form.get(name)
+        return value if isinstance(value, str) else ""
+
+    return {
+        "priority": text("priority") or "normal", "canary": text("canary") or "0",
+        "guard": text("guard") == "on", "allow_overlap": text("allow_overlap") == "on",
+    }  # fmt: skip
+
+
+def _options(settings: Settings, kept: dict[str, Any]) -> BatchOptions:
+    """The batch's options, as the CLI and the API check them (`OptionError` if wrong)."""
+    try:
+        canary = int(kept["canary"])
+    except ValueError:
+        raise OptionError(f"canary {kept['canary']!r}: give a whole number, 0 or more") from None
+    choices = Choices(
+        dry_run=bool(kept.get("dry_run") or kept.get("select_dry")), priority=kept["priority"],
+        canary=canary, guard=kept["guard"], allow_overlap=kept["allow_overlap"],
+    )  # fmt: skip
+    return batch_options(choices, default_guard(settings))
+
+
+def _held_rows(exc: Overlap, shown: int = 200) -> list[dict[str, Any]]:
+    """The numbers other batches hold, as rows of the form's problem table."""
+    return [
+        {"row": None, "column": number, "message": f"held by batch {holder}"}
+        for number, holder in exc.held[:shown]
+    ]
 
 
 def _again(
@@ -107,9 +149,21 @@ def select_batch(
     sets: Annotated[str, Form()] = "",
     name: Annotated[str, Form()] = "",
     dry_run: Annotated[str | None, Form()] = None,
+    priority: Annotated[str, Form()] = "normal",
+    canary: Annotated[str, Form()] = "0",
+    guard: Annotated[str | None, Form()] = None,
+    allow_overlap: Annotated[str | None, Form()] = None,
 ) -> Response:
     """Numbers found by their current values (`--where`), each given `--set` values."""
     kept = {"where": where, "select_sets": sets, "select_name": name, "select_dry": bool(dry_run)}
+    kept |= _guardrails_kept(
+        {"priority": priority, "canary": canary, "guard": guard or "", "allow_overlap":
+         allow_overlap or ""}
+    )  # fmt: skip
+    try:
+        options = _options(settings_of(request), kept)
+    except OptionError as exc:
+        return _again(request, kept, [], str(exc))
     try:
         conditions = parse_pairs(_lines(where), "--where")
         values = parse_pairs(_lines(sets), "--set")
@@ -125,7 +179,7 @@ def select_batch(
     batch_id = submit_selection(
         conditions, values, store=store, broker=store.client, queue=settings.queue,
         name=name or "selection", source="web", webhook_url=settings.webhook_url,
-        options=BatchOptions(mode=BatchMode.DRY_RUN if dry_run else BatchMode.UPDATE),
+        options=options,
     )  # fmt: skip
     return _to_batch(request, batch_id, "created")
 
@@ -140,7 +194,7 @@ def act(request: Request, batch_id: str, action: str, _: Changing) -> Response:
     settings, store = settings_of(request), store_of(request)
     if store.status(batch_id) is None:
         raise HTTPException(404, f"no batch {batch_id!r}")
-    if action in ("pause", "cancel", "continue"):
+    if action in ("pause", "cancel", "continue", "continue-no-guard"):
         return _to_batch(request, batch_id, _control(store, settings, batch_id, action))
     try:
         if action == "retry":
@@ -151,7 +205,7 @@ def act(request: Request, batch_id: str, action: str, _: Changing) -> Response:
                 store, settings.queue, batch_id, force=False, source="web"
             )
             return _to_batch(request, child, "rollback")
-    except (NothingToRetry, NothingToRollBack) as exc:
+    except (NothingToRetry, NothingToRollBack, Overlap) as exc:
         raise HTTPException(409, str(exc)) from None
     raise HTTPException(404, f"no action {action!r}")
 
@@ -164,5 +218,6 @@ def _control(store: Any, settings: Settings, batch_id: str, action: str) -> str:
         final = store.cancel(batch_id)
         ok = final is not None and final.state is BatchState.CANCELLED
         return "cancelled" if ok else "unchanged"
-    answer = store.continue_batch(batch_id, settings.queue)
+    no_guard = action == "continue-no-guard"
+    answer = store.continue_batch(batch_id, settings.queue, no_guard=no_guard)
     return "continued" if answer and answer[0] else "unchanged"

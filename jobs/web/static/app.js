@@ -96,21 +96,31 @@ function follow(section) {
   show(section, first);
   if (first.done) return;
   var source = new EventSource(section.dataset.events);
-  source.onmessage = function (event) { show(section, JSON.parse(event.data)); };
+  var state = first.state;
+  source.onmessage = function (event) {
+    var now = JSON.parse(event.data);
+    show(section, now);
+    // Paused or going on (by a button, another person, or by itself: its canary, its
+    // guard): the actions that fit now, and why it paused.
+    if (now.state !== state) {
+      state = now.state;
+      refreshItems();
+    }
+  };
   source.addEventListener("end", function () {
     source.close();
     refreshItems();
   });
 }
 
-// The batch ended: its actions and items as the server now renders them, swapped in
-// (no reload).
+// The batch ended or changed state: its actions, items and pause reason as the server
+// now renders them, swapped in (no reload).
 function refreshItems() {
   fetch(window.location.href, { credentials: "same-origin" })
     .then(function (answer) { return answer.ok ? answer.text() : Promise.reject(answer.status); })
     .then(function (html) {
       var fresh = new DOMParser().parseFromString(html, "text/html");
-      ["actions", "items"].forEach(function (id) {
+      ["actions", "items", "paused-reason"].forEach(function (id) {
         var now = document.getElementById(id), next = fresh.getElementById(id);
         if (now && next) now.replaceWith(next);
       });

@@ -35,17 +35,16 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-# The tests in TEST_PROCESSES pytest processes (pytest-xdist; worksteal: an idle process takes
-# tests queued for a busy one, so no long file holds up the end). Most of a test's time is
-# spent waiting on the processes it starts (Redis, the simulator, workers), so 3 of them
-# share 2 cores. Each starts its own Redis, simulator and workers on ports
+# The tests in TEST_PROCESSES pytest processes (pytest-xdist), a file each at a time: most
+# of their time is spent waiting on the processes they start (Redis, the simulator, workers),
+# so 3 of them share 2 cores well. Each starts its own Redis, simulator and workers on ports
 # of its own. TEST_PROCESSES=0 runs them in this one process. Tests marked `alone` measure
 # rates or pauses in wall time: they run afterwards, in one process, with nothing beside them.
 TEST_PROCESSES ?= 3
 
 unit: $(STAMP)
 	status=0; \
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal -m "not alone" || status=$$?; \
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile -m "not alone" || status=$$?; \
 	$(BIN)/pytest -m alone || status=$$?; \
 	exit $$status
 

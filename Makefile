@@ -35,8 +35,18 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# The tests in TEST_PROCESSES pytest processes (pytest-xdist), a file each at a time: most
+# of their time is spent waiting on the processes they start (Redis, the simulator, workers),
+# so 3 of them share 2 cores well. Each starts its own Redis, simulator and workers on ports
+# of its own. TEST_PROCESSES=0 runs them in this one process. Tests marked `alone` measure
+# rates or pauses in wall time: they run afterwards, in one process, with nothing beside them.
+TEST_PROCESSES ?= 3
+
 unit: $(STAMP)
-	$(BIN)/pytest
+	status=0; \
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile -m "not alone" || status=$$?; \
+	$(BIN)/pytest -m alone || status=$$?; \
+	exit $$status
 
 test: lint types unit
 

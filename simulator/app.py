@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -202,7 +203,7 @@ class Simulator:
         return JSONResponse({"in_flight": self.in_flight.now, "peak": self.in_flight.peak})
 
     async def sim_health(self, request: Request) -> Response:
-        return JSONResponse({"ok": True, "numbers": len(self.state.numbers)})
+        return JSONResponse({"ok": True, "numbers": len(self.state.numbers), "pid": os.getpid()})
 
 
 def create_app(config: SimulatorConfig, state: SimulatorState) -> Starlette:

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from jobs.cli.services import free_port, redis_answers, start_redis_server, start_worker, stop
+from jobs.cli.services import (
+    on_free_port,
+    redis_answers,
+    start_redis_server,
+    start_worker,
+    stop,
+)
 from jobs.store.interface import ReportStore
 from jobs.store.memory_store import MemoryReportStore
 from jobs.store.redis_store import RedisReportStore
@@ -38,14 +44,16 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("redis-server"):
-        port = free_port()
-        process = start_redis_server(port, tmp_path_factory.mktemp("redis"))
+        directory = tmp_path_factory.mktemp("redis")
+        port, process = on_free_port(lambda port: start_redis_server(port, directory))
         try:
             yield f"redis://127.0.0.1:{port}/0"
         finally:
             stop(process)
         return
-    url = os.environ.get("PHONEBATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    url = _database_of_this_process(
+        os.environ.get("PHONEBATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    )
     if redis_answers(url):
         yield url
         return
@@ -53,6 +61,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if IN_CI:
         pytest.fail(message)
     pytest.skip(message)
+
+
+def _database_of_this_process(url: str) -> str:
+    """Under `pytest -n N` each test process takes the database N below the last one's
+    (gw0 the one given, gw1 the one before...): tests flush theirs at will."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw")) if worker.startswith("gw") else 0
+    if index == 0:
+        return url
+    base, _, database = url.rpartition("/")
+    number = int(database) - index if database.isdigit() else -1
+    if not base.startswith("redis") or number < 0:
+        pytest.fail(f"no database of its own for {worker} below {url}: run fewer processes")
+    return f"{base}/{number}"
 
 
 @pytest.fixture
@@ -70,9 +92,10 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def simulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     from jobs.cli.services import start_simulator
 
-    port = free_port()
     log = tmp_path_factory.mktemp("sim") / "simulator.log"
-    process = start_simulator(port, numbers=0, seed=1, api_key=API_KEY, log=log)
+    port, process = on_free_port(
+        lambda port: start_simulator(port, numbers=0, seed=1, api_key=API_KEY, log=log)
+    )
     try:
         yield Simulator(f"http://127.0.0.1:{port}", log)
     finally:

@@ -15,7 +15,9 @@ from simulator.stats import most_in_one_second
 from tests.conftest import StartWorkers
 from tests.helpers import Simulator, submit_rows, wait_for_batch
 
-pytestmark = pytest.mark.e2e
+# Rates measured at the simulator: `make test` runs these alone, after the others, so the
+# other test processes' load does not bunch or slow the requests they count.
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 HEADER = "id,provider,assistantId"
 LIMIT = 10

@@ -55,7 +55,9 @@ def test_a_dead_processs_messages_go_back_once_and_a_live_ones_stay(
     assert [t.decode() for t in redis_client.hkeys(UNACKED_KEY)] == ["t3"]
     assert redis_client.zrange(UNACKED_INDEX_KEY, 0, -1) == [b"t3"]
     assert redis_client.hgetall(OWNERS_KEY) == {b"t3": b"alive"}
-    assert redis_client.zrange(HEARTBEATS_KEY, 0, -1) == [b"alive"]
+    # Among the beats this test wrote: the session's worker (conftest) beats here too.
+    beats = redis_client.zrange(HEARTBEATS_KEY, 0, -1)
+    assert [b for b in beats if b in (b"alive", b"dead")] == [b"alive"]
 
 
 def test_a_message_goes_back_to_the_key_of_its_priority(redis_client: redis.Redis) -> None:

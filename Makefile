@@ -35,7 +35,8 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-# The tests in TEST_PROCESSES pytest processes (pytest-xdist), a file each at a time: most
+# The tests in TEST_PROCESSES pytest processes (pytest-xdist), an idle one taking tests
+# from a busy one's share (worksteal: no long file holds up the end): most
 # of their time is spent waiting on the processes they start (Redis, the simulator, workers),
 # so 3 of them share 2 cores well. Each starts its own Redis, simulator and workers on ports
 # of its own. TEST_PROCESSES=0 runs them in this one process. Tests marked `alone` measure
@@ -44,7 +45,7 @@ TEST_PROCESSES ?= 3
 
 unit: $(STAMP)
 	status=0; \
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile -m "not alone" || status=$$?; \
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal -m "not alone" || status=$$?; \
 	$(BIN)/pytest -m alone || status=$$?; \
 	exit $$status
 

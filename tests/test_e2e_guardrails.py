@@ -74,6 +74,7 @@ def test_the_guard_pauses_a_batch_that_fails_for_good_and_no_guard_finishes_it(
     paused = _wait_for_pause(store, batch_id, workers)
 
     done = paused.counts.total - paused.counts.pending
+    print(f"guard: paused after {done} outcomes, {len(simulator.requests('PATCH'))} PATCHes")
     assert paused.paused_by == "guard" and 50 <= done < 60, paused
     assert "of the last 50 outcomes failed for good" in (paused.paused_reason or "")
     assert len(simulator.requests("PATCH")) < 60

@@ -54,8 +54,7 @@ def test_a_high_batch_behind_a_big_normal_one_goes_first(
     took = time.monotonic() - submitted
     big_during = progress(store, big_id) - big_before
     summary = (
-        f"high batch done {took:.2f} s after its submit; the normal one sent {big_during} "
-        "meanwhile"
+        f"high batch done {took:.2f} s after its submit; the normal one sent {big_during} meanwhile"
     )
     print(summary)  # the seconds are measured by `python -m bench.priority`, not asserted
     assert final.state is BatchState.COMPLETED and final.counts.succeeded == SMALL, final

@@ -163,7 +163,7 @@ def start_redis_server(
     url = f"redis://127.0.0.1:{port}/0"
     try:
         wait_until(
-            lambda: process.poll() is not None or _redis_pid(url) == process.pid,
+            lambda: process.poll() is not None or _redis_pid(url, loaded=True) == process.pid,
             timeout=10, what="redis-server",
         )  # fmt: skip
     except ServiceError:
@@ -177,11 +177,15 @@ def start_redis_server(
     return process
 
 
-def _redis_pid(url: str) -> int | None:
-    """The process id of the Redis answering at `url`, if one does."""
+def _redis_pid(url: str, *, loaded: bool = False) -> int | None:
+    """The process id of the Redis answering at `url`, if one does (with `loaded`, only
+    once it has loaded its data: INFO answers while it loads, every other command fails)."""
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
     try:
-        return int(client.info("server")["process_id"])
+        info = client.info()
+        if loaded and int(info.get("loading", 0)):
+            return None
+        return int(info["process_id"])
     except (redis.ConnectionError, redis.TimeoutError, OSError, KeyError):
         return None
     finally:

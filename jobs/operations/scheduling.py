@@ -22,6 +22,7 @@ from jobs.operations.options import Choices, OptionError, batch_options
 from jobs.operations.producer import BatchOptions, Overlap, submit_batch
 from jobs.store.guardrails import GuardRule
 from jobs.store.interface import ReportStore
+from jobs.store.records import as_text
 
 SLOT_LOCK_TTL = 7 * 24 * 3600
 DEFAULT_GUARD = GuardRule()
@@ -128,11 +129,7 @@ def note_fire(
 def last_fire(client: redis.Redis, name: str) -> dict[str, str]:
     """The schedule's last firing as `note_fire` kept it ({} if none is known)."""
     raw = client.hgetall(last_fire_key(name))
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return {as_text(k): as_text(v) for k, v in raw.items()}
 
 
 def _submit(

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from jobs.cli.services import start, stop
+from jobs.operations.producer import BatchOptions
 from jobs.operations.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from jobs.store.redis_store import RedisReportStore
 from simulator.state import generate_numbers
@@ -222,3 +223,41 @@ def test_a_failing_webhook_is_retried_and_its_failure_shown(
     assert len(handler.received) == 5
     status = json.loads(run_cli("status", batch_id, "--json", env=env).stdout)
     assert status["webhook"]["status"] == "failed"
+
+
+def test_a_batch_that_pauses_itself_posts_batch_paused_then_batch_finished(
+    redis_client: redis.Redis,
+    simulator: Simulator,
+    start_workers: StartWorkers,
+    receiver: tuple[str, type[_Receiver]],
+) -> None:
+    url, handler = receiver
+    numbers = generate_numbers(6, seed=64)
+    simulator.reset(numbers)
+    queue, _workers = start_workers(
+        count=1, concurrency=4, PHONEBATCH_WEBHOOK_SECRET=SECRET, **LOCAL_HOOKS
+    )
+    store = RedisReportStore(redis_client, retention_seconds=60)
+    rows = [f"{n['id']},{n['provider']},asst_p" for n in numbers]
+    _, batch_id = submit_rows(
+        redis_client, queue, "id,provider,assistantId", rows, webhook_url=url,
+        options=BatchOptions(canary=2),
+    )  # fmt: skip
+
+    deadline = time.monotonic() + 30
+    while not handler.received:  # the canary's pause, told by the workers
+        assert time.monotonic() < deadline, store.status(batch_id)
+        time.sleep(0.1)
+    store.continue_batch(batch_id, queue)
+    _wait_webhook(store, batch_id)
+
+    events = [json.loads(body) for _, body in handler.received]
+    assert [e["event"] for e in events] == ["batch.paused", "batch.finished"]
+    assert events[0]["batch"]["paused_by"] == "canary"
+    headers, body = handler.received[0]
+    assert verify(
+        SECRET, body, headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER], time.time(),
+        delivery=headers["X-Phonebatch-Delivery"],
+    )  # fmt: skip
+    assert len({h["X-Phonebatch-Delivery"] for h, _ in handler.received}) == 2
+    assert events[1]["batch"]["counts"]["succeeded"] == 6
